@@ -1,0 +1,49 @@
+"""One command for a GPU: run a preset (default h100) for a short budget and print tokens/s and MFU.
+
+    python benchmarks/gpu_run.py [--preset h100] [--budget 60] [--dataset shakespeare]
+
+It makes a throwaway workspace, prepares the data (cached), runs one experiment through the
+harness and prints the summary. The MFU is against the peak of the GPU actually found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from autoresearch.data.build import prepare_data
+from autoresearch.experiment import log_tail, run_experiment
+from autoresearch.task import load_task
+from autoresearch.workspace import init_workspace, link_data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="h100")
+    parser.add_argument("--budget", type=float, default=60.0, help="training seconds")
+    parser.add_argument("--dataset", default=None, help="default: the preset's (climbmix for h100)")
+    parser.add_argument("--keep", type=Path, help="make the workspace here instead of a temporary directory")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = init_workspace(args.keep or Path(tmp) / "ws", template="llm", preset=args.preset, tag="gpu",
+                            dataset=args.dataset, budget_seconds=args.budget)
+        task = load_task(ws)
+        started = time.time()
+        link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size))
+        print(f"data ready in {time.time() - started:.1f} s", flush=True)
+        result = run_experiment(ws, f"{args.preset} baseline", on_line=lambda line: print(line, flush=True))
+        m = result.metrics
+        print(f"\nstatus {result.status} ({result.reason}); harness wall {result.wall_seconds:.1f} s "
+              f"for a {args.budget:g} s budget")
+        if result.status == "crash":
+            print(log_tail(result.log_path, 40))
+            raise SystemExit(1)
+        print(f"preset {args.preset} on {task.data.dataset}: tokens/s {m.get('tokens_per_sec', 0):,.0f} | "
+              f"MFU {m.get('mfu_percent', 0):.1f}% | val_bpb {result.metric:.4f} | steps {m.get('num_steps', 0):.0f} | "
+              f"peak memory {m.get('peak_vram_mb', 0) / 1024:.1f} GB | params {m.get('num_params_M', 0):.1f}M")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Command line: `autoresearch init | prepare | exp | status`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autoresearch import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every expected failure is one line for the user, never a traceback
+        if not _is_user_error(exc):
+            raise
+        print(f"autoresearch: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from autoresearch.data.download import DownloadError
+    from autoresearch.data.shakespeare import DatasetError
+    from autoresearch.experiment import ExperimentError
+    from autoresearch.gitops import GitError
+    from autoresearch.task import ConfigError
+    from autoresearch.workspace import WorkspaceError
+
+    return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
+                            FileNotFoundError, ValueError))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoresearch", description="An autonomous research loop for ML code.")
+    parser.add_argument("--version", action="version", version=f"autoresearch {__version__}")
+    sub = parser.add_subparsers(title="commands")
+
+    p = sub.add_parser("init", help="make a research workspace (a git repo) from a template")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--template", default="llm", help="llm (default) or tiny")
+    p.add_argument("--preset", help="llm size preset: h100, gpu, mps or cpu (default: picked from the hardware)")
+    p.add_argument("--tag", help="research branch autoresearch/<tag> (default: today, e.g. nov26)")
+    p.add_argument("--dataset", help="shakespeare, climbmix, tinystories, or a path to .txt/.jsonl/.parquet files")
+    p.add_argument("--budget", type=float, help="training budget in seconds (default: the preset's)")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("prepare", help="download the data and train the tokenizer (cached, safe to rerun)")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--num-shards", type=int, default=8, help="climbmix training shards to download (default 8)")
+    p.set_defaults(handler=cmd_prepare)
+
+    p = sub.add_parser("exp", help="run the current train.py as one experiment: commit, train, judge, record")
+    p.add_argument("-m", "--message", required=True, help="one line: what this experiment changes")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--allow-empty", action="store_true", help="run even if nothing changed (a rerun of the same code)")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not stream the training output")
+    p.set_defaults(handler=cmd_exp)
+
+    p = sub.add_parser("status", help="the experiments of this branch and the best so far")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.set_defaults(handler=cmd_status)
+    return parser
+
+
+def cmd_init(args) -> int:
+    from autoresearch.workspace import init_workspace
+
+    path = init_workspace(args.directory, template=args.template, preset=args.preset, tag=args.tag,
+                          dataset=args.dataset, budget_seconds=args.budget)
+    from autoresearch.task import load_task
+
+    task = load_task(path)
+    branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
+    preset = f", preset {task.preset}" if task.preset else ""
+    print(f"made {path} ({task.name} template{preset}) on branch {branch}")
+    steps = ["autoresearch prepare"] if task.data.dataset else []
+    steps.append('autoresearch exp -m "baseline"')
+    print(f"next: cd {path} && " + " && ".join(steps))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from autoresearch.data.build import prepare_data
+    from autoresearch.task import load_task
+    from autoresearch.workspace import find_workspace, link_data
+
+    workspace = find_workspace(args.workspace)
+    task = load_task(workspace)
+    if not task.data.dataset:
+        print(f"nothing to prepare: the {task.name} task's data ships with the workspace")
+        return 0
+    data_dir = prepare_data(task.data.dataset, task.data.vocab_size, num_shards=args.num_shards,
+                            log=lambda msg: print(msg, flush=True))
+    link_data(workspace, data_dir)
+    print(f"data ready: {data_dir}")
+    return 0
+
+
+def cmd_exp(args) -> int:
+    from autoresearch.experiment import log_tail, run_experiment
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)
+    on_line = None if args.quiet else (lambda line: print(line, flush=True))
+    result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line)
+    value = f"{result.metric:.6f}" if result.metric is not None else "-"
+    print(f"experiment {result.id}: {result.status.upper()} val={value} | {result.reason} | "
+          f"{result.wall_seconds:.1f} s | commit {result.commit[:7]}")
+    if result.status == "crash" and args.quiet:
+        print(log_tail(result.log_path, 15))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from autoresearch.experiment import ledger_for
+    from autoresearch.ledger import results_tsv_rows
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)
+    branch = _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
+    ledger = ledger_for(workspace)
+    try:
+        experiments = ledger.experiments(branch)
+        best = ledger.incumbent(branch)
+    finally:
+        ledger.close()
+    print(f"branch {branch}: {len(experiments)} experiments")
+    for line in results_tsv_rows(experiments):
+        print(line)
+    if best is not None:
+        print(f"best: {best.metric:.6f} at {best.commit[:7]} ({best.description})")
+    return 0
+
+
+def _git(path: Path, *args: str) -> str:
+    from autoresearch.gitops import git
+
+    return git(path, *args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

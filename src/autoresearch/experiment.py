@@ -1,0 +1,194 @@
+"""Experiment: one candidate run end to end.
+
+commit the editable files -> run under budget and timeout -> read the summary -> judge against
+the incumbent -> keep (branch stays) or discard (branch moves back; the attempt stays under
+refs/autoresearch/attempts/) -> record in the ledger and results.tsv.
+
+Each step is recorded before the next one starts, so a harness killed at any moment leaves a
+state that `recover_interrupted` puts right on the next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch import gitops
+from autoresearch.judge import judge
+from autoresearch.ledger import Ledger, write_results_tsv
+from autoresearch.runner import RunResult, clean_environment, run_command
+from autoresearch.summary import metric_value, parse_summary
+from autoresearch.task import Task, load_task
+
+STATE_DIR = ".autoresearch"
+LOG_TAIL_LINES = 30
+
+
+class ExperimentError(RuntimeError):
+    """The experiment could not start; the message is one line that says what to do."""
+
+
+@dataclass
+class ExperimentResult:
+    id: int
+    status: str
+    metric: float | None
+    incumbent: float | None
+    reason: str
+    commit: str
+    parent: str
+    description: str
+    metrics: dict
+    wall_seconds: float
+    log_path: Path
+
+
+def ledger_for(workspace: Path) -> Ledger:
+    return Ledger(workspace / STATE_DIR / "ledger.sqlite")
+
+
+@contextmanager
+def workspace_lock(workspace: Path) -> Iterator[None]:
+    """One experiment at a time per workspace (a second `exp` gets a clear error, not a race)."""
+    lock_path = workspace / STATE_DIR / "lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise ExperimentError(f"another experiment is running in {workspace} ({holder}); wait for it or stop it") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        yield
+
+
+def run_experiment(workspace: Path, description: str, *, allow_empty: bool = False,
+                   on_line: Callable[[str], None] | None = None, task: Task | None = None) -> ExperimentResult:
+    workspace = Path(workspace).resolve()
+    task = task or load_task(workspace)
+    description = " ".join(description.split())
+    if not description:
+        raise ExperimentError("an experiment needs a description: autoresearch exp -m \"what changed\"")
+    with workspace_lock(workspace):
+        ledger = ledger_for(workspace)
+        try:
+            recover_interrupted(workspace, ledger)
+            return _run_locked(workspace, task, ledger, description, allow_empty, on_line)
+        finally:
+            ledger.close()
+
+
+def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, allow_empty: bool,
+                on_line) -> ExperimentResult:
+    touched = gitops.changed_paths(workspace, task.frozen)
+    if touched:
+        raise ExperimentError(f"frozen file changed: {', '.join(touched)}; restore it with `git checkout -- {' '.join(touched)}`")
+    branch = gitops.current_branch(workspace)
+    parent = gitops.head(workspace)
+    incumbent = ledger.incumbent(branch)
+    changed = gitops.changed_paths(workspace, task.editable)
+    if not changed and incumbent is not None and not allow_empty:
+        raise ExperimentError(f"nothing changed in {', '.join(task.editable)} since the last experiment: "
+                              "edit it first, or pass --allow-empty to rerun the same code")
+
+    exp_id = ledger.start(branch, parent, description)
+    if changed or incumbent is not None:
+        commit = gitops.commit_paths(workspace, task.editable, description, allow_empty=not changed)
+    else:
+        commit = parent  # the baseline runs the code as the workspace was made
+    ref = gitops.save_attempt_ref(workspace, f"{exp_id:05d}", commit)
+    ledger.set_commit(exp_id, commit, gitops.diff(workspace, parent, commit) if commit != parent else "", ref)
+
+    frozen_before = frozen_hashes(workspace, task)
+    log_path = workspace / STATE_DIR / "runs" / f"{exp_id:05d}" / "run.log"
+    ledger.set_log_path(exp_id, str(log_path.relative_to(workspace)))
+    run = run_command(task.command, workspace, log_path, task.budget.timeout,
+                      env=clean_environment(_task_env(workspace)), on_line=on_line)
+
+    summary = parse_summary(log_path.read_text(errors="replace"))
+    metric = metric_value(summary, task.metric)
+    failure = _failure(run, summary, metric, task)
+    tampered = [name for name, digest in frozen_hashes(workspace, task).items() if frozen_before.get(name) != digest]
+    if tampered:  # put the frozen files back before anything else runs
+        gitops.git(workspace, "checkout", commit, "--", *tampered)
+        failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
+    incumbent_metric = incumbent.metric if incumbent else None
+    decision = judge(task, metric, incumbent_metric, failure)
+    if decision.status != "keep" and commit != parent:
+        gitops.reset_branch(workspace, parent)
+    summary.setdefault("harness_wall_seconds", round(run.wall_seconds, 1))
+    ledger.finish(exp_id, status=decision.status, metric=metric, incumbent=incumbent_metric, metrics=summary,
+                  reason=decision.reason, exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=run.wall_seconds)
+    write_results_tsv(workspace / "results.tsv", ledger.experiments())
+    return ExperimentResult(id=exp_id, status=decision.status, metric=metric, incumbent=incumbent_metric,
+                            reason=decision.reason, commit=commit, parent=parent, description=description,
+                            metrics=summary, wall_seconds=run.wall_seconds, log_path=log_path)
+
+
+def _task_env(workspace: Path) -> dict[str, str]:
+    data = workspace / STATE_DIR / "data"
+    return {"AUTORESEARCH_DATA_DIR": str(data)} if data.exists() else {}
+
+
+def _failure(run: RunResult, summary: dict, metric: float | None, task: Task) -> str:
+    if run.timed_out:
+        return f"timed out after {task.budget.timeout:g} s"
+    if run.exit_code != 0:
+        return f"exit code {run.exit_code}: {last_line(run.log_path)}"
+    if not summary:
+        return "exited without a summary block"
+    if metric is None:
+        return f"summary has no valid {task.metric} ({summary.get(task.metric, 'missing')})"
+    return ""
+
+
+def last_line(log_path: Path) -> str:
+    lines = [line for line in log_tail(log_path, 5).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-n_lines:])
+    except OSError:
+        return ""
+
+
+def frozen_hashes(workspace: Path, task: Task) -> dict[str, str]:
+    hashes = {}
+    for name in task.frozen:
+        path = workspace / name
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return hashes
+
+
+def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
+    """Close experiments left 'running' by a harness that was killed, and move the branch back
+    if it still points at a commit that was never judged. Returns the ids it closed."""
+    closed = []
+    for exp in ledger.running():
+        head = gitops.head(workspace)
+        branch = gitops.current_branch(workspace)
+        unjudged = exp.commit if exp.commit and exp.commit != exp.parent else None
+        if unjudged is None and exp.commit is None and head != exp.parent and branch == exp.branch:
+            # killed between the commit and recording it: HEAD is that commit if its parent is ours
+            if gitops.git(workspace, "rev-parse", "HEAD^", check=False) == exp.parent:
+                unjudged = head
+                gitops.save_attempt_ref(workspace, f"{exp.id:05d}", head)
+        if unjudged and head == unjudged and branch == exp.branch:
+            gitops.reset_branch(workspace, exp.parent)
+        ledger.finish(exp.id, status="crash", metric=None, incumbent=None, metrics={},
+                      reason="interrupted: the harness stopped during this experiment", exit_code=None,
+                      timed_out=False, wall_seconds=None)
+        closed.append(exp.id)
+    if closed:
+        write_results_tsv(workspace / "results.tsv", ledger.experiments())
+    return closed

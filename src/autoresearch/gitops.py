@@ -1,0 +1,84 @@
+"""The few git operations the harness needs, through the real `git` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ATTEMPT_REF_PREFIX = "refs/autoresearch/attempts"
+# Commits made by the harness need an identity even on machines where the user set none.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+    "GIT_COMMITTER_NAME": "autoresearch", "GIT_COMMITTER_EMAIL": "autoresearch@localhost",
+}
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message is one line."""
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}}
+    try:
+        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
+    except FileNotFoundError:
+        raise GitError("git is not installed: install it (e.g. `apt-get install git`) and try again") from None
+    if check and result.returncode != 0:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise GitError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}")
+    return result.stdout.strip()
+
+
+def init_repo(repo: Path, branch: str = "main") -> None:
+    git(repo, "init", "-q", "-b", branch)
+
+
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD")
+
+
+def current_branch(repo: Path) -> str:
+    return git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+
+
+def commit_paths(repo: Path, paths: list[str], message: str, allow_empty: bool = False) -> str:
+    """Commit the current content of `paths` (and nothing else); returns the new commit."""
+    git(repo, "add", "--all", "--", *paths)
+    args = ["commit", "-q", "--no-verify", "-m", message, "--", *paths]
+    if allow_empty:
+        args.insert(1, "--allow-empty")
+    git(repo, *args)
+    return head(repo)
+
+
+def changed_paths(repo: Path, paths: list[str]) -> list[str]:
+    """Which of `paths` differ from HEAD in the working tree (new, modified or deleted)."""
+    tracked = git(repo, "diff", "--name-only", "HEAD", "--", *paths).splitlines()
+    untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", *paths).splitlines()
+    return sorted(set(tracked + untracked))
+
+
+def diff(repo: Path, parent: str, commit: str) -> str:
+    return git(repo, "diff", parent, commit)
+
+
+def reset_branch(repo: Path, commit: str) -> None:
+    """Move the branch back to `commit`, restoring the files it changed but keeping other local edits."""
+    git(repo, "reset", "-q", "--keep", commit)
+
+
+def save_attempt_ref(repo: Path, name: str, commit: str) -> str:
+    """Keep a commit reachable (and safe from gc) after the branch moves away from it."""
+    ref = f"{ATTEMPT_REF_PREFIX}/{name}"
+    git(repo, "update-ref", ref, commit)
+    return ref
+
+
+def file_at(repo: Path, commit: str, path: str) -> bytes | None:
+    result = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def is_ancestor(repo: Path, maybe_ancestor: str, commit: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", maybe_ancestor, commit]).returncode == 0

@@ -1,0 +1,162 @@
+"""Ledger: the durable record of every experiment.
+
+The source of truth is an SQLite database in the workspace's `.autoresearch/` (every attempt with
+its diff, metrics, timings and log path). `results.tsv`, in the original autoresearch's format,
+is a view of it, rewritten atomically after each experiment, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+STATUSES = ("running", "keep", "discard", "crash")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    branch        TEXT NOT NULL,
+    parent        TEXT NOT NULL,
+    commit_sha    TEXT,
+    description   TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    metric        REAL,
+    incumbent     REAL,
+    metrics_json  TEXT NOT NULL DEFAULT '{}',
+    reason        TEXT NOT NULL DEFAULT '',
+    diff          TEXT NOT NULL DEFAULT '',
+    log_path      TEXT NOT NULL DEFAULT '',
+    attempt_ref   TEXT NOT NULL DEFAULT '',
+    exit_code     INTEGER,
+    timed_out     INTEGER NOT NULL DEFAULT 0,
+    wall_seconds  REAL,
+    started_at    REAL NOT NULL,
+    finished_at   REAL
+);
+CREATE INDEX IF NOT EXISTS experiments_branch ON experiments (branch, id);
+"""
+
+
+@dataclass
+class Experiment:
+    id: int
+    branch: str
+    parent: str
+    commit: str | None
+    description: str
+    status: str
+    metric: float | None
+    incumbent: float | None
+    metrics: dict = field(default_factory=dict)
+    reason: str = ""
+    diff: str = ""
+    log_path: str = ""
+    attempt_ref: str = ""
+    exit_code: int | None = None
+    timed_out: bool = False
+    wall_seconds: float | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def memory_gb(self) -> float:
+        mb = self.metrics.get("peak_vram_mb")
+        return mb / 1024 if isinstance(mb, (int, float)) and math.isfinite(mb) else 0.0
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start(self, branch: str, parent: str, description: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO experiments (branch, parent, description, status, started_at) VALUES (?, ?, ?, 'running', ?)",
+            (branch, parent, description, time.time()))
+        return int(cur.lastrowid)
+
+    def set_commit(self, exp_id: int, commit: str, diff: str, attempt_ref: str) -> None:
+        self.db.execute("UPDATE experiments SET commit_sha = ?, diff = ?, attempt_ref = ? WHERE id = ?",
+                        (commit, diff, attempt_ref, exp_id))
+
+    def set_log_path(self, exp_id: int, log_path: str) -> None:
+        self.db.execute("UPDATE experiments SET log_path = ? WHERE id = ?", (log_path, exp_id))
+
+    def finish(self, exp_id: int, *, status: str, metric: float | None, incumbent: float | None, metrics: dict,
+               reason: str, exit_code: int | None, timed_out: bool, wall_seconds: float | None) -> None:
+        if status not in STATUSES[1:]:
+            raise ValueError(f"status must be keep, discard or crash, not {status!r}")
+        self.db.execute(
+            "UPDATE experiments SET status = ?, metric = ?, incumbent = ?, metrics_json = ?, reason = ?, exit_code = ?,"
+            " timed_out = ?, wall_seconds = ?, finished_at = ? WHERE id = ?",
+            (status, metric, incumbent, json.dumps(_finite(metrics)), reason, exit_code, int(timed_out),
+             wall_seconds, time.time(), exp_id))
+
+    def get(self, exp_id: int) -> Experiment | None:
+        row = self.db.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+        return self._experiment(row) if row else None
+
+    def experiments(self, branch: str | None = None) -> list[Experiment]:
+        if branch is None:
+            rows = self.db.execute("SELECT * FROM experiments ORDER BY id").fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM experiments WHERE branch = ? ORDER BY id", (branch,)).fetchall()
+        return [self._experiment(row) for row in rows]
+
+    def running(self) -> list[Experiment]:
+        rows = self.db.execute("SELECT * FROM experiments WHERE status = 'running' ORDER BY id").fetchall()
+        return [self._experiment(row) for row in rows]
+
+    def incumbent(self, branch: str) -> Experiment | None:
+        """The latest kept experiment of `branch`: the one its head stands on."""
+        row = self.db.execute("SELECT * FROM experiments WHERE branch = ? AND status = 'keep' ORDER BY id DESC LIMIT 1",
+                              (branch,)).fetchone()
+        return self._experiment(row) if row else None
+
+    def _experiment(self, row) -> Experiment:
+        cols = [d[0] for d in self.db.execute("SELECT * FROM experiments LIMIT 0").description]
+        data = dict(zip(cols, row))
+        return Experiment(
+            id=data["id"], branch=data["branch"], parent=data["parent"], commit=data["commit_sha"],
+            description=data["description"], status=data["status"], metric=data["metric"],
+            incumbent=data["incumbent"], metrics=json.loads(data["metrics_json"]), reason=data["reason"],
+            diff=data["diff"], log_path=data["log_path"], attempt_ref=data["attempt_ref"],
+            exit_code=data["exit_code"], timed_out=bool(data["timed_out"]), wall_seconds=data["wall_seconds"],
+            started_at=data["started_at"], finished_at=data["finished_at"])
+
+
+def _finite(metrics: dict) -> dict:
+    """JSON has no NaN or infinity: keep such values as text so nothing is lost."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
+
+
+def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
+    """Finished experiments in the original's results.tsv format (running ones are not shown)."""
+    lines = [RESULTS_HEADER]
+    for exp in experiments:
+        if exp.status == "running":
+            continue
+        crashed = exp.status == "crash" or exp.metric is None
+        value, memory = (0.0, 0.0) if crashed else (exp.metric, exp.memory_gb)
+        description = " ".join(exp.description.split())  # no tabs or newlines inside a field
+        lines.append(f"{(exp.commit or exp.parent)[:7]}\t{value:.6f}\t{memory:.1f}\t{exp.status}\t{description}")
+    return lines
+
+
+def write_results_tsv(path: Path, experiments: list[Experiment]) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text("\n".join(results_tsv_rows(experiments)) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,138 @@
+"""Task: what to run and how to score it, read from a workspace's `autoresearch.toml`.
+
+The harness knows nothing about GPTs: a task is a command, a metric with a direction, a
+budget, a hard timeout, and which files the agent may edit or must leave alone.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "autoresearch.toml"
+BUDGET_KINDS = ("seconds", "tokens", "flops")
+DIRECTIONS = ("minimize", "maximize")
+
+
+class ConfigError(ValueError):
+    """A bad or missing `autoresearch.toml`; the message is one line that says what to fix."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str  # seconds | tokens | flops: what "the budget" counts
+    value: float  # how much of it one experiment may spend on training
+    timeout: float  # wall-clock seconds after which the whole process group is killed
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = ""  # "" for tasks whose data ships with the template
+    vocab_size: int = 0
+    seq_len: int = 0
+    eval_tokens: int = 0  # 0 = every validation token
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    command: list[str]
+    metric: str
+    direction: str
+    budget: Budget
+    editable: list[str]
+    frozen: list[str]
+    program: str = "program.md"
+    preset: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+
+    def is_better(self, candidate: float, incumbent: float) -> bool:
+        if self.direction == "minimize":
+            return candidate < incumbent
+        return candidate > incumbent
+
+
+def load_task(workspace: Path) -> Task:
+    path = Path(workspace) / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(f"no {CONFIG_NAME} in {workspace}: run `autoresearch init DIR` first, or cd into a workspace")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_task(raw, source=str(path))
+
+
+def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
+    task = _table(raw, "task", source)
+    budget = _table(raw, "budget", source)
+    data = raw.get("data", {})
+
+    command = task.get("command")
+    if isinstance(command, str):
+        command = command.split()
+    if not command or not all(isinstance(part, str) for part in command):
+        raise ConfigError(f"{source}: [task] command must be a non-empty list of strings, e.g. [\"{{python}}\", \"train.py\"]")
+    direction = task.get("direction", "minimize")
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"{source}: [task] direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    kind = budget.get("kind", "seconds")
+    if kind not in BUDGET_KINDS:
+        raise ConfigError(f"{source}: [budget] kind must be one of {', '.join(BUDGET_KINDS)}, not {kind!r}")
+    value = _positive_number(budget, "value", source)
+    default_timeout = 2 * value + 60 if kind == "seconds" else None
+    timeout = budget.get("timeout", default_timeout)
+    if timeout is None:
+        raise ConfigError(f"{source}: [budget] timeout (seconds) is required when the budget counts {kind}")
+    timeout = _positive_number({"timeout": timeout}, "timeout", source)
+    if kind == "seconds" and timeout <= value:
+        raise ConfigError(f"{source}: [budget] timeout ({timeout:g} s) must exceed the budget ({value:g} s)")
+
+    editable = _string_list(task, "editable", source, default=["train.py"])
+    frozen = _string_list(task, "frozen", source, default=[])
+    overlap = set(editable) & set(frozen)
+    if overlap:
+        raise ConfigError(f"{source}: {', '.join(sorted(overlap))} cannot be both editable and frozen")
+    for name in editable + frozen:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ConfigError(f"{source}: file {name!r} must be a path inside the workspace")
+
+    return Task(
+        name=str(task.get("name", "task")),
+        command=list(command),
+        metric=str(task.get("metric", "val_bpb")),
+        direction=direction,
+        budget=Budget(kind=kind, value=value, timeout=timeout),
+        editable=editable,
+        frozen=frozen,
+        program=str(task.get("program", "program.md")),
+        preset=str(task.get("preset", "")),
+        data=DataSpec(
+            dataset=str(data.get("dataset", "")),
+            vocab_size=int(data.get("vocab_size", 0)),
+            seq_len=int(data.get("seq_len", 0)),
+            eval_tokens=int(data.get("eval_tokens", 0)),
+        ),
+    )
+
+
+def _table(raw: dict, name: str, source: str) -> dict:
+    table = raw.get(name)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: missing [{name}] table")
+    return table
+
+
+def _positive_number(table: dict, key: str, source: str) -> float:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{source}: {key} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _string_list(table: dict, key: str, source: str, default: list[str]) -> list[str]:
+    value = table.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{source}: [task] {key} must be a list of file names")
+    return list(value)

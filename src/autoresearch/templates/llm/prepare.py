@@ -1,0 +1,172 @@
+"""
+Fixed constants, data loading and evaluation for this research task. FROZEN: the agent must not
+edit this file (the harness checks its hash), so every experiment is measured the same way.
+
+The data itself is made once by `autoresearch prepare` (download, BPE tokenizer, token arrays) and
+read here from the prepared directory. Constants come from autoresearch.toml, which is frozen too.
+"""
+
+import json
+import math
+import os
+import platform
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+with open(HERE / "autoresearch.toml", "rb") as _f:
+    _CONFIG = tomllib.load(_f)
+
+# ---------------------------------------------------------------------------
+# Fixed constants (from autoresearch.toml; do not change them here)
+MAX_SEQ_LEN = int(_CONFIG["data"]["seq_len"])  # context length of every row
+EVAL_TOKENS = int(_CONFIG["data"].get("eval_tokens", 0))  # 0 = score every validation token
+BUDGET_KIND = _CONFIG["budget"].get("kind", "seconds")  # seconds | tokens | flops
+BUDGET = float(_CONFIG["budget"]["value"])  # training budget in BUDGET_KIND units
+TIME_BUDGET = BUDGET if BUDGET_KIND == "seconds" else None
+DATA_DIR = Path(os.environ.get("AUTORESEARCH_DATA_DIR") or HERE / ".autoresearch" / "data")
+
+
+def _load_meta():
+    meta_path = DATA_DIR / "meta.json"
+    if not meta_path.exists():
+        raise SystemExit(f"no prepared data at {DATA_DIR}: run `autoresearch prepare` in {HERE}")
+    return json.loads(meta_path.read_text())
+
+
+META = _load_meta()
+VOCAB_SIZE = int(META["vocab_size"])
+BOS_ID = int(META["bos_id"])
+
+
+def budget_progress(training_seconds, tokens, flops):
+    """Share of the training budget spent so far (stop training at 1.0)."""
+    spent = {"seconds": training_seconds, "tokens": tokens, "flops": flops}[BUDGET_KIND]
+    return spent / BUDGET
+
+
+def get_token_bytes(device="cpu"):
+    """UTF-8 byte length of every token id; 0 for special tokens (they are never scored)."""
+    return torch.from_numpy(np.load(DATA_DIR / "token_bytes.npy").astype(np.int64)).to(device)
+
+
+def _tokens(split):
+    return np.memmap(DATA_DIR / f"{split}.bin", dtype=np.dtype(META["dtype"]), mode="r")
+
+
+# ---------------------------------------------------------------------------
+# Training data: documents are packed back to back, each starting with BOS, so no token is
+# cropped away. Each epoch walks every row-sized window once, in a new random order.
+
+def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=0):
+    """Yields (inputs, targets, epoch) forever; inputs and targets are int64 [batch_size, seq_len]."""
+    tokens = _tokens("train")
+    n_windows = (len(tokens) - 1) // seq_len
+    if n_windows < batch_size:
+        raise SystemExit(f"training split has {len(tokens)} tokens, too few for batches of {batch_size}x{seq_len}")
+    rng = np.random.default_rng(seed)
+    pin = device.type == "cuda" if isinstance(device, torch.device) else str(device).startswith("cuda")
+    leftover = (len(tokens) - 1) % seq_len  # tokens beyond the last whole window: room for a random phase
+    epoch = 0
+    while True:
+        epoch += 1
+        phase = int(rng.integers(0, leftover + 1))
+        starts = phase + seq_len * rng.permutation(n_windows)
+        for i in range(0, len(starts) - batch_size + 1, batch_size):
+            rows = np.stack([tokens[s:s + seq_len + 1] for s in starts[i:i + batch_size]]).astype(np.int64)
+            batch = torch.from_numpy(rows)
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(device, non_blocking=True)
+            yield batch[:, :-1], batch[:, 1:], epoch
+
+
+# ---------------------------------------------------------------------------
+# Evaluation: validation bits per byte, independent of the vocabulary size.
+
+def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu"):
+    """Consecutive windows over the validation tokens so that every target is scored exactly once.
+    Batches always have batch_size rows (padding targets are -1) so compiled models see one shape."""
+    tokens = np.asarray(_tokens("val"), dtype=np.int64)
+    if EVAL_TOKENS:
+        tokens = tokens[:EVAL_TOKENS + 1]
+    n_targets = len(tokens) - 1
+    n_rows = math.ceil(n_targets / seq_len)
+    inputs = np.full((n_rows * seq_len,), BOS_ID, dtype=np.int64)
+    targets = np.full((n_rows * seq_len,), -1, dtype=np.int64)
+    inputs[:n_targets] = tokens[:-1]
+    targets[:n_targets] = tokens[1:]
+    inputs, targets = inputs.reshape(n_rows, seq_len), targets.reshape(n_rows, seq_len)
+    for i in range(0, n_rows, batch_size):
+        x, y = inputs[i:i + batch_size], targets[i:i + batch_size]
+        if len(x) < batch_size:  # pad the last batch with rows that score nothing
+            pad = batch_size - len(x)
+            x = np.concatenate([x, np.full((pad, seq_len), BOS_ID, dtype=np.int64)])
+            y = np.concatenate([y, np.full((pad, seq_len), -1, dtype=np.int64)])
+        yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
+@torch.no_grad()
+def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
+    """Bits per byte on the validation split: the sum of per-token cross-entropy (nats) over all
+    scored tokens divided by ln(2) times their UTF-8 byte count. Special tokens count in neither.
+    `model(inputs)` must return logits [batch, seq, vocab]; the loss is computed here, not by it."""
+    device = next(model.parameters()).device
+    token_bytes = get_token_bytes(device)
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
+    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
+    for x, y in validation_batches(batch_size, seq_len, device):
+        logits = model(x).float()
+        nats = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1, reduction="none")
+        valid = y.reshape(-1) >= 0
+        n_bytes = torch.where(valid, token_bytes[y.reshape(-1).clamp(min=0)], 0)
+        scored = n_bytes > 0
+        total_nats += (nats * scored).sum(dtype=torch.float64)
+        total_bytes += n_bytes.sum()
+    return (total_nats / (math.log(2) * total_bytes)).item()
+
+
+# ---------------------------------------------------------------------------
+# Peak throughput of the device actually found, for MFU. Dense bf16 tensor-core figures for GPUs;
+# an fp32 vector estimate for CPUs (cores x clock x FLOPs per cycle).
+
+GPU_PEAK_BF16 = [  # (substring of the device name, FLOP/s); first match wins
+    ("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("GH200", 989e12),
+    ("B200", 2250e12), ("B100", 1750e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12),
+    ("L40", 181e12), ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12),
+    ("RTX 5090", 210e12), ("RTX 4090", 165e12), ("RTX 4080", 97e12), ("RTX 3090", 71e12),
+    ("V100", 125e12), ("T4", 65e12), ("MI300X", 1307e12), ("MI250", 362e12),
+]
+APPLE_PEAK_FP32 = [("M4 Max", 17e12), ("M4 Pro", 9e12), ("M4", 4.3e12), ("M3 Max", 16e12), ("M3 Pro", 7e12),
+                   ("M3", 4.1e12), ("M2 Ultra", 27e12), ("M2 Max", 13.6e12), ("M2 Pro", 6.8e12), ("M2", 3.6e12),
+                   ("M1 Ultra", 21e12), ("M1 Max", 10.4e12), ("M1 Pro", 5.2e12), ("M1", 2.6e12)]
+
+
+def device_peak_flops(device):
+    """Peak FLOP/s of `device`, or 0.0 when unknown (MFU is then reported as 0)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((peak for key, peak in GPU_PEAK_BF16 if key in name), 0.0)
+    if kind == "mps":
+        brand = os.popen("sysctl -n machdep.cpu.brand_string 2>/dev/null").read()
+        return next((peak for key, peak in APPLE_PEAK_FP32 if key in brand), 0.0)
+    return _cpu_peak_fp32()
+
+
+def _cpu_peak_fp32():
+    flags, mhz = "", 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = line
+            elif line.startswith("cpu MHz") and not mhz:
+                mhz = float(line.split(":")[1])
+    except OSError:
+        pass
+    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16 if platform.machine() == "arm64" else 8
+    return torch.get_num_threads() * (mhz or 2500.0) * 1e6 * per_cycle

@@ -1,0 +1,371 @@
+"""
+GPT pretraining in one file: the file the research agent edits.
+
+A nanochat-style decoder: RoPE, RMSNorm, QK-norm, ReLU^2 MLP, untied head, logit soft-cap,
+optional sliding-window layers; Muon for matrices, AdamW for embeddings. Trains for the fixed
+budget from prepare.py, then prints val_bpb and a summary block. Run: python train.py
+"""
+
+import math
+import os
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from prepare import (BUDGET, BUDGET_KIND, MAX_SEQ_LEN, VOCAB_SIZE, budget_progress, device_peak_flops,
+                     evaluate_bpb, make_dataloader)
+
+# ---------------------------------------------------------------------------
+# Hyperparameters: the agent's main lever. The "knob:" comments declare ranges for search tools.
+DEPTH = 8                    # knob: int 2..24        number of transformer blocks
+ASPECT_RATIO = 64            # knob: int 32..128      model width = DEPTH * ASPECT_RATIO
+HEAD_DIM = 128               # knob: choice 32|64|128 width of one attention head
+WINDOW_PATTERN = "SSSL"      # knob: choice L|SL|SSL|SSSL  per-layer attention: S = half context, L = full; last layer is always L
+TOTAL_BATCH_SIZE = 2**19     # knob: int 4096..2097152 log  tokens per optimizer step
+DEVICE_BATCH_SIZE = 128      # knob: int 1..256 log   rows per forward pass (gradient accumulation makes up the rest)
+EMBEDDING_LR = 0.6           # knob: float 0.01..2.0 log
+UNEMBEDDING_LR = 0.004       # knob: float 0.0005..0.05 log
+MATRIX_LR = 0.04             # knob: float 0.005..0.2 log  Muon learning rate
+WEIGHT_DECAY = 0.0           # knob: float 0.0..0.5   Muon weight decay
+ADAM_BETAS = (0.8, 0.95)
+WARMUP_RATIO = 0.0           # knob: float 0.0..0.3   share of the budget spent warming up
+WARMDOWN_RATIO = 0.5         # knob: float 0.0..0.9   share of the budget spent decaying to FINAL_LR_FRAC
+FINAL_LR_FRAC = 0.0          # knob: float 0.0..0.5
+LOGIT_SOFTCAP = 15.0         # knob: float 5.0..50.0
+SEED = 42
+
+# ---------------------------------------------------------------------------
+# Device, chosen once: CUDA (bf16, compiled), Apple MPS, or CPU (fp32: bf16 is slow on most CPUs).
+if torch.cuda.is_available():
+    DEVICE = torch.device("cuda")
+elif torch.backends.mps.is_available():
+    DEVICE = torch.device("mps")
+else:
+    DEVICE = torch.device("cpu")
+USE_BF16 = DEVICE.type == "cuda" and torch.cuda.is_bf16_supported()
+AUTOCAST = torch.amp.autocast(device_type=DEVICE.type, dtype=torch.bfloat16) if USE_BF16 else nullcontext()
+COMPILE = DEVICE.type == "cuda"  # on a 2-core CPU compiling took 37 s and gained nothing
+UNTIMED_STEPS = 10 if COMPILE else 1  # the first steps compile and allocate: not counted in the budget
+torch.manual_seed(SEED)
+if DEVICE.type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def load_flash_attention_3():
+    """FlashAttention-3 kernels on Hopper GPUs when the `kernels` package can load them; else None (SDPA)."""
+    if DEVICE.type != "cuda" or torch.cuda.get_device_capability()[0] != 9:
+        return None
+    try:
+        from kernels import get_kernel
+        return get_kernel("varunneal/flash-attention-3").flash_attn_interface
+    except Exception:
+        return None
+
+
+FA3 = load_flash_attention_3()
+
+# ---------------------------------------------------------------------------
+# Model
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    seq_len: int
+    depth: int
+    width: int
+    head_dim: int
+    window_pattern: str
+
+
+def rms_norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def apply_rotary(x, cos, sin):
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_head, self.head_dim = cfg.width // cfg.head_dim, cfg.head_dim
+        self.c_q = nn.Linear(cfg.width, cfg.width, bias=False)
+        self.c_k = nn.Linear(cfg.width, cfg.width, bias=False)
+        self.c_v = nn.Linear(cfg.width, cfg.width, bias=False)
+        self.c_proj = nn.Linear(cfg.width, cfg.width, bias=False)
+
+    def forward(self, x, cos, sin, window, mask):
+        B, T, C = x.shape
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
+        k = self.c_k(x).view(B, T, self.n_head, self.head_dim)
+        v = self.c_v(x).view(B, T, self.n_head, self.head_dim)
+        q, k = apply_rotary(rms_norm(q), cos, sin), apply_rotary(rms_norm(k), cos, sin)  # QK-norm, then RoPE
+        if FA3 is not None:
+            y = FA3.flash_attn_func(q, k, v, causal=True, window_size=(window - 1 if window < T else -1, 0))
+            y = y[0] if isinstance(y, tuple) else y
+        else:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            if mask is None:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = y.transpose(1, 2)
+        return self.c_proj(y.contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.width, 4 * cfg.width, bias=False)
+        self.c_proj = nn.Linear(4 * cfg.width, cfg.width, bias=False)
+
+    def forward(self, x):
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, window, mask):
+        x = x + self.attn(rms_norm(x), cos, sin, window, mask)
+        return x + self.mlp(rms_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)  # untied from wte
+        self.windows = self.layer_windows(cfg)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim))
+        angles = torch.outer(torch.arange(cfg.seq_len).float(), inv_freq)
+        self.register_buffer("cos", angles.cos()[None, :, None, :], persistent=False)
+        self.register_buffer("sin", angles.sin()[None, :, None, :], persistent=False)
+        self.masks = {}
+
+    @staticmethod
+    def layer_windows(cfg):
+        pattern = cfg.window_pattern.upper()
+        sizes = {"L": cfg.seq_len, "S": cfg.seq_len // 2}
+        windows = [sizes[pattern[i % len(pattern)]] for i in range(cfg.depth)]
+        windows[-1] = cfg.seq_len  # the last layer always sees the whole context
+        return windows
+
+    @torch.no_grad()
+    def init_weights(self):
+        nn.init.normal_(self.wte.weight, std=1.0)
+        nn.init.normal_(self.lm_head.weight, std=0.001)
+        bound = 3**0.5 * self.cfg.width**-0.5  # uniform with the std of 1/sqrt(width)
+        for block in self.blocks:
+            for linear in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
+                nn.init.uniform_(linear.weight, -bound, bound)
+            nn.init.zeros_(block.attn.c_proj.weight)  # every block starts as the identity
+            nn.init.zeros_(block.mlp.c_proj.weight)
+
+    def sliding_window_mask(self, window, T, device):
+        """Boolean mask for SDPA: causal and at most `window` tokens back; None means plain causal."""
+        if window >= T or FA3 is not None:
+            return None
+        if (window, T) not in self.masks:
+            i = torch.arange(T, device=device)
+            self.masks[(window, T)] = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)
+        return self.masks[(window, T)]
+
+    def forward(self, idx, targets=None):
+        T = idx.size(1)
+        cos, sin = self.cos[:, :T], self.sin[:, :T]
+        x = rms_norm(self.wte(idx))
+        for block, window in zip(self.blocks, self.windows):
+            x = block(x, cos, sin, window, self.sliding_window_mask(window, T, idx.device))
+        logits = self.lm_head(rms_norm(x)).float()
+        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+
+    def flops_per_token(self):
+        """Training FLOPs per token: 6 per weight outside the embedding, plus attention scores."""
+        n_matmul = sum(p.numel() for p in self.parameters()) - self.wte.weight.numel()
+        attention = sum(12 * self.cfg.width * min(w, self.cfg.seq_len) for w in self.windows)
+        return 6 * n_matmul + attention
+
+
+# ---------------------------------------------------------------------------
+# Optimizer: Muon (momentum, then orthogonalised by Newton-Schulz) for the hidden matrices
+
+
+@torch.no_grad()
+def newton_schulz_orthogonalize(G, steps=5):
+    """Approximately the nearest semi-orthogonal matrix to each G in a [n, rows, cols] stack."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G.bfloat16() if G.is_cuda else G.float()
+    tall = X.size(-2) > X.size(-1)
+    if tall:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return (X.mT if tall else X).to(G.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0):
+        super().__init__(list(params), dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            by_shape = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault(p.shape, []).append(p)
+            for shape, params in by_shape.items():  # one batched orthogonalisation per shape
+                grads = torch.stack([p.grad for p in params])
+                state = self.state[params[0]]
+                if "momentum" not in state or state["momentum"].shape != grads.shape:
+                    state["momentum"] = torch.zeros_like(grads)
+                buf = state["momentum"]
+                buf.lerp_(grads, 1 - group["momentum"])
+                update = newton_schulz_orthogonalize(grads.lerp_(buf, group["momentum"]))  # Nesterov
+                scale = max(1.0, shape[0] / shape[1]) ** 0.5
+                for p, u in zip(params, update):
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(u, alpha=-group["lr"] * scale)
+
+
+def make_optimizers(model):
+    width_scale = (model.cfg.width / 768) ** -0.5  # AdamW rates were tuned at width 768
+    adamw = torch.optim.AdamW(
+        [dict(params=[model.wte.weight], lr=EMBEDDING_LR * width_scale),
+         dict(params=[model.lm_head.weight], lr=UNEMBEDDING_LR * width_scale)],
+        betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0, fused=DEVICE.type == "cuda")
+    muon = Muon([p for p in model.blocks.parameters()], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY)
+    optimizers = [adamw, muon]
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
+def lr_multiplier(progress):
+    if progress < WARMUP_RATIO:
+        return (progress + 1e-8) / WARMUP_RATIO
+    if progress < 1.0 - WARMDOWN_RATIO:
+        return 1.0
+    decay = (1.0 - progress) / WARMDOWN_RATIO
+    return FINAL_LR_FRAC + (1.0 - FINAL_LR_FRAC) * max(decay, 0.0)
+
+
+def peak_memory_mb():
+    if DEVICE.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+# ---------------------------------------------------------------------------
+# Training
+
+
+def main():
+    t_start = time.time()
+    cfg = GPTConfig(vocab_size=VOCAB_SIZE, seq_len=MAX_SEQ_LEN, depth=DEPTH, width=DEPTH * ASPECT_RATIO,
+                    head_dim=HEAD_DIM, window_pattern=WINDOW_PATTERN)
+    assert cfg.width % cfg.head_dim == 0, f"width {cfg.width} must be a multiple of HEAD_DIM {HEAD_DIM}"
+    tokens_per_micro_batch = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
+    assert TOTAL_BATCH_SIZE % tokens_per_micro_batch == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
+    grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_micro_batch
+
+    model = GPT(cfg).to(DEVICE)
+    model.init_weights()
+    num_params = sum(p.numel() for p in model.parameters())
+    flops_per_token = model.flops_per_token()
+    peak_flops = device_peak_flops(DEVICE)
+    optimizers = make_optimizers(model)
+    forward = torch.compile(model, dynamic=False) if COMPILE else model
+    attention = "FA3" if FA3 is not None else "SDPA"
+    print(f"device {DEVICE.type} | {'bf16' if USE_BF16 else 'fp32'} | {attention} | compile {COMPILE} | "
+          f"params {num_params / 1e6:.2f}M | width {cfg.width} | depth {DEPTH} | grad accum {grad_accum_steps} | "
+          f"budget {BUDGET:g} {BUDGET_KIND}", flush=True)
+
+    loader = make_dataloader(DEVICE_BATCH_SIZE, MAX_SEQ_LEN, DEVICE, seed=SEED)
+    x, y, epoch = next(loader)
+    step, training_seconds, timed_tokens, tokens, smooth_loss = 0, 0.0, 0, 0, None
+    last_print = 0.0
+    while True:
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
+        lrm = lr_multiplier(progress)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * lrm
+        optimizers[1].param_groups[0]["momentum"] = 0.85 + 0.10 * min(1.0, progress / 0.1)  # Muon momentum warmup
+        for _ in range(grad_accum_steps):
+            with AUTOCAST:
+                loss = forward(x, y)
+            (loss / grad_accum_steps).backward()
+            x, y, epoch = next(loader)
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        train_loss = loss.item()  # also waits for the device, so the timing below is honest
+        if not math.isfinite(train_loss) or train_loss > 100:
+            print(f"FAIL: training diverged at step {step} (loss {train_loss})", flush=True)
+            sys.exit(1)
+        dt = time.perf_counter() - t0
+        step += 1
+        tokens += TOTAL_BATCH_SIZE
+        if step > UNTIMED_STEPS:
+            training_seconds += dt
+            timed_tokens += TOTAL_BATCH_SIZE
+        smooth_loss = train_loss if smooth_loss is None else 0.9 * smooth_loss + 0.1 * train_loss
+        progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
+        now = time.time()
+        if now - last_print >= 1.0 or progress >= 1.0:
+            last_print = now
+            tok_per_sec = timed_tokens / training_seconds if training_seconds else TOTAL_BATCH_SIZE / dt
+            mfu = 100 * tok_per_sec * flops_per_token / peak_flops if peak_flops else 0.0
+            print(f"step {step:05d} ({100 * min(progress, 1.0):5.1f}%) | loss {smooth_loss:.4f} | lrm {lrm:.2f} | "
+                  f"dt {dt * 1000:.0f}ms | tok/s {tok_per_sec:,.0f} | mfu {mfu:.1f}% | epoch {epoch}", flush=True)
+        if step > UNTIMED_STEPS and progress >= 1.0:
+            break
+
+    model.eval()
+    with AUTOCAST:
+        val_bpb = evaluate_bpb(forward, DEVICE_BATCH_SIZE, MAX_SEQ_LEN)
+    tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0
+    mfu = 100 * tok_per_sec * flops_per_token / peak_flops if peak_flops else 0.0
+    print("---")
+    print(f"val_bpb:          {val_bpb:.6f}")
+    print(f"training_seconds: {training_seconds:.1f}")
+    print(f"total_seconds:    {time.time() - t_start:.1f}")
+    print(f"peak_vram_mb:     {peak_memory_mb():.1f}")
+    print(f"mfu_percent:      {mfu:.2f}")
+    print(f"total_tokens_M:   {tokens / 1e6:.1f}")
+    print(f"num_steps:        {step}")
+    print(f"num_params_M:     {num_params / 1e6:.1f}")
+    print(f"depth:            {DEPTH}")
+    print(f"tokens_per_sec:   {tok_per_sec:.0f}")
+    print(f"device:           {DEVICE.type}")
+
+
+if __name__ == "__main__":
+    main()

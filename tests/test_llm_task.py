@@ -1,0 +1,91 @@
+"""The llm template's train.py run by the harness: a seconds-long budget here, the full
+cpu preset (three 60-second experiments) in the slow suite."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoresearch.data.build import prepare_data
+from autoresearch.experiment import run_experiment
+from autoresearch.task import load_task
+from autoresearch.templates import load_presets, set_hyperparameters
+from autoresearch.workspace import init_workspace, link_data
+
+from conftest import git, run_cli, set_line
+
+SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
+                "total_tokens_M", "num_steps", "num_params_M", "depth"]
+
+
+def uniform_bpb(data_dir) -> float:
+    meta = json.loads((data_dir / "meta.json").read_text())
+    return math.log2(meta["vocab_size"]) * (meta["val_tokens"] - 1) / meta["val_bytes"]
+
+
+def test_short_budget_experiment_end_to_end(tmp_path, shakespeare_512):
+    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="smoke", budget_seconds=3)
+    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
+    git(ws, "commit", "-qam", "vocab 512 for the test")
+    link_data(ws, shakespeare_512)
+    lines = []
+    result = run_experiment(ws, "baseline", on_line=lines.append)
+    assert result.status == "keep", result.reason
+    lines_text = "\n".join(lines)
+    assert "device cpu | fp32 | SDPA" in lines_text and "step 0000" in lines_text
+    for key in SUMMARY_KEYS:
+        assert key in result.metrics
+    assert result.metrics["depth"] == 4 and result.metrics["num_steps"] >= 2
+    assert 0 < result.metric < uniform_bpb(shakespeare_512)
+    assert result.metrics["training_seconds"] >= 3
+    assert result.wall_seconds < 3 + 60
+
+
+def test_presets_apply_to_train_py(tmp_path):
+    presets = load_presets()
+    assert {"h100", "gpu", "mps", "cpu"} <= set(presets)
+    for name, preset in presets.items():
+        ws = init_workspace(tmp_path / name, template="llm", preset=name, tag="p")
+        source = (ws / "train.py").read_text()
+        for key, value in preset.train.items():
+            literal = f'"{value}"' if isinstance(value, str) else repr(value)
+            assert f"\n{key} = {literal} " in source
+        task = load_task(ws)
+        assert task.preset == name and task.budget.value == preset.budget["value"]
+        assert task.data.seq_len == preset.data["seq_len"] and task.frozen == ["prepare.py", "autoresearch.toml"]
+        assert preset.train["TOTAL_BATCH_SIZE"] % (preset.train["DEVICE_BATCH_SIZE"] * preset.data["seq_len"]) == 0
+        compile(source, "train.py", "exec")
+
+
+def test_set_hyperparameters_keeps_comments():
+    source = 'DEPTH = 8                    # knob: int 2..24  blocks\nNAME = "SSSL"  # pattern\n'
+    out = set_hyperparameters(source, {"DEPTH": 12, "NAME": "L"})
+    assert out == 'DEPTH = 12                   # knob: int 2..24  blocks\nNAME = "L"     # pattern\n'
+    with pytest.raises(ValueError, match="no hyperparameter MISSING"):
+        set_hyperparameters(source, {"MISSING": 1})
+
+
+@pytest.mark.slow
+def test_cpu_preset_three_experiments(tmp_path):
+    """The issue's acceptance run: init, prepare, three experiments of the real cpu preset."""
+    ws = tmp_path / "cpu-run"
+    assert run_cli("init", str(ws), "--preset", "cpu", "--tag", "accept").returncode == 0
+    prepared = run_cli("prepare", cwd=ws, timeout=600)
+    assert prepared.returncode == 0, prepared.stderr
+    budget = load_task(ws).budget.value
+    outcomes = []
+    for message, edit in [("baseline", None), ("warmdown 0.3", ("WARMDOWN_RATIO = ", "WARMDOWN_RATIO = 0.3")),
+                          ("depth 3", ("DEPTH = ", "DEPTH = 3"))]:
+        if edit:
+            set_line(ws / "train.py", edit[0], edit[1] + "  # edited")
+        result = run_experiment(ws, message)
+        assert result.wall_seconds <= budget + 30, f"{message}: {result.wall_seconds:.1f} s"
+        outcomes.append(result)
+    rows = (ws / "results.tsv").read_text().splitlines()
+    assert len(rows) == 4
+    kept = [r for r in outcomes if r.status == "keep"]
+    assert git(ws, "rev-parse", "HEAD") == kept[-1].commit
+    baseline = outcomes[0]
+    assert baseline.metric < 0.75 * uniform_bpb(ws / ".autoresearch" / "data")

@@ -117,7 +117,8 @@ def test_uniform_logits_score_exactly_log2_vocab(llm_workspace, shakespeare_512,
     targets = tokens[1:]
     scored = int((targets != prepare.BOS_ID).sum())
     expected = math.log2(vocab) * scored / 457_244
-    assert prepare.evaluate_bpb(Uniform(), batch_size=7) == pytest.approx(expected, rel=1e-12)
+    # exact up to the float32 rounding of each token's loss (about 5e-8 relative)
+    assert prepare.evaluate_bpb(Uniform(), batch_size=7) == pytest.approx(expected, rel=1e-6)
 
 
 def test_every_validation_token_is_scored_exactly_once(llm_workspace, shakespeare_512, monkeypatch):

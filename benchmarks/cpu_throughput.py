@@ -1,11 +1,13 @@
 """Training throughput of the `cpu` preset's train.py against a plain PyTorch GPT of the same size.
 
 Both train on the same real batches (Shakespeare, vocab 2048, sequence 256), fp32, on the same
-threads, in alternating rounds so machine noise hits both alike. Prints tokens/s and the ratio.
-Goal: ours >= 1.0x the plain GPT (and >= 3x the peer's 1,530 tokens/s from BENCHMARKS.md,
-which is a figure from another run, not measured here).
+threads, in alternating rounds so machine noise hits both alike, after warm-up rounds (the first
+steps of either model run slower while the allocator settles). Our model is measured eager (the
+preset's default on CPU) and under torch.compile (TORCH_COMPILE = "on"), whose compile time is
+printed separately. Goal: ours >= 1.0x the plain GPT, and >= 3x the peer's 1,530 tokens/s from
+BENCHMARKS.md (a figure from another run, not measured here).
 
-    python benchmarks/cpu_throughput.py [--rounds 5] [--steps 3]
+    python benchmarks/cpu_throughput.py [--rounds 5] [--steps 3] [--no-compile]
 """
 
 from __future__ import annotations
@@ -30,65 +32,82 @@ from plain_gpt import PlainGPT  # noqa: E402
 PEER_TOKENS_PER_SECOND = 1530
 
 
+def make_step(forward, model, optimizers, accum):
+    def step(micro_batches):
+        for x, y in micro_batches:
+            (forward(x, y) / accum).backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per round and model")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = init_workspace(Path(tmp) / "ws", template="llm", preset="cpu", tag="bench")
         task = load_task(ws)
         link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size, log=lambda m: None))
         sys.path.insert(0, str(ws))
-        train = importlib.import_module("train")
-        cfg = train.GPTConfig(vocab_size=train.VOCAB_SIZE, seq_len=train.MAX_SEQ_LEN, depth=train.DEPTH,
-                              width=train.DEPTH * train.ASPECT_RATIO, head_dim=train.HEAD_DIM,
-                              window_pattern=train.WINDOW_PATTERN)
-        ours = train.GPT(cfg)
-        ours.init_weights()
-        our_optimizers = train.make_optimizers(ours)
-        plain = PlainGPT(cfg.vocab_size, cfg.seq_len, cfg.depth, cfg.width, cfg.width // cfg.head_dim)
-        plain_optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-3)
-        accum = train.TOTAL_BATCH_SIZE // (train.DEVICE_BATCH_SIZE * train.MAX_SEQ_LEN)
-        loader = train.make_dataloader(train.DEVICE_BATCH_SIZE, train.MAX_SEQ_LEN, "cpu", seed=0)
+        measure(importlib.import_module("train"), args)
 
-        def our_step(micro_batches):
-            for x, y in micro_batches:
-                (ours(x, y) / accum).backward()
-            for opt in our_optimizers:
-                opt.step()
-            ours.zero_grad(set_to_none=True)
 
-        def plain_step(micro_batches):
-            for x, y in micro_batches:
-                (plain(x, y) / accum).backward()
-            plain_optimizer.step()
-            plain_optimizer.zero_grad(set_to_none=True)
+def measure(train, args) -> None:
+    cfg = train.GPTConfig(vocab_size=train.VOCAB_SIZE, seq_len=train.MAX_SEQ_LEN, depth=train.DEPTH,
+                          width=train.DEPTH * train.ASPECT_RATIO, head_dim=train.HEAD_DIM,
+                          window_pattern=train.WINDOW_PATTERN)
+    accum = train.TOTAL_BATCH_SIZE // (train.DEVICE_BATCH_SIZE * train.MAX_SEQ_LEN)
+    loader = train.make_dataloader(train.DEVICE_BATCH_SIZE, train.MAX_SEQ_LEN, "cpu", seed=0)
 
-        def timed_round(step) -> float:
-            """Seconds for args.steps optimizer steps on fresh batches (loading not timed)."""
-            batches = [[next(loader)[:2] for _ in range(accum)] for _ in range(args.steps)]
-            started = time.perf_counter()
-            for micro_batches in batches:
-                step(micro_batches)
-            return time.perf_counter() - started
+    steps = {}
+    ours = train.GPT(cfg)
+    ours.init_weights()
+    steps["train.py, eager"] = make_step(ours, ours, train.make_optimizers(ours), accum)
+    plain = PlainGPT(cfg.vocab_size, cfg.seq_len, cfg.depth, cfg.width, cfg.width // cfg.head_dim)
+    steps["plain GPT, eager"] = make_step(plain, plain, [torch.optim.AdamW(plain.parameters(), lr=1e-3)], accum)
+    compile_seconds = None
+    if not args.no_compile:
+        compiled = train.GPT(cfg)
+        compiled.init_weights()
+        steps["train.py, compiled"] = make_step(torch.compile(compiled, dynamic=False), compiled,
+                                                train.make_optimizers(compiled), accum)
 
-        timed_round(our_step), timed_round(plain_step)  # warm-up
-        tokens_per_round = args.steps * train.TOTAL_BATCH_SIZE
-        our_rates, plain_rates = [], []
-        for _ in range(args.rounds):
-            our_rates.append(tokens_per_round / timed_round(our_step))
-            plain_rates.append(tokens_per_round / timed_round(plain_step))
-    ours_median, plain_median = statistics.median(our_rates), statistics.median(plain_rates)
+    def timed_round(step) -> float:
+        """Seconds for args.steps optimizer steps on fresh batches (loading not timed)."""
+        batches = [[next(loader)[:2] for _ in range(accum)] for _ in range(args.steps)]
+        started = time.perf_counter()
+        for micro_batches in batches:
+            step(micro_batches)
+        return time.perf_counter() - started
+
+    for name, step in steps.items():
+        started = time.perf_counter()
+        step([next(loader)[:2] for _ in range(accum)])
+        if name == "train.py, compiled":
+            compile_seconds = time.perf_counter() - started
+        timed_round(step), timed_round(step)  # warm-up
+    rates = {name: [] for name in steps}
+    tokens_per_round = args.steps * train.TOTAL_BATCH_SIZE
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            rates[name].append(tokens_per_round / timed_round(step))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
     n_params = sum(p.numel() for p in ours.parameters()) / 1e6
     print(f"config: depth {cfg.depth}, width {cfg.width}, heads {cfg.width // cfg.head_dim}, seq {cfg.seq_len}, "
-          f"vocab {cfg.vocab_size}, {train.TOTAL_BATCH_SIZE} tokens/step, {torch.get_num_threads()} threads")
-    print(f"cpu preset train.py ({n_params:.2f}M params): {ours_median:8,.0f} tokens/s  (rounds: "
-          + ", ".join(f"{r:,.0f}" for r in our_rates) + ")")
-    print(f"plain fp32 GPT, same size:       {plain_median:8,.0f} tokens/s  (rounds: "
-          + ", ".join(f"{r:,.0f}" for r in plain_rates) + ")")
-    print(f"ratio ours / plain:              {ours_median / plain_median:.2f}x  (goal >= 1.0x)")
-    print(f"ratio ours / peer (1,530 tok/s): {ours_median / PEER_TOKENS_PER_SECOND:.2f}x  (goal >= 3x; peer figure from BENCHMARKS.md)")
+          f"vocab {cfg.vocab_size}, {train.TOTAL_BATCH_SIZE} tokens/step, {torch.get_num_threads()} threads, "
+          f"train.py {n_params:.2f}M params")
+    for name, value in medians.items():
+        print(f"{name:22s} {value:8,.0f} tokens/s  (rounds: " + ", ".join(f"{r:,.0f}" for r in rates[name]) + ")")
+    if compile_seconds is not None:
+        print(f"first compiled step:   {compile_seconds:.1f} s (compile; the inductor cache makes later ones shorter)")
+    plain_rate = medians["plain GPT, eager"]
+    for name in (n for n in medians if n.startswith("train.py")):
+        print(f"ratio {name} / plain:  {medians[name] / plain_rate:.2f}x (goal >= 1.0x); "
+              f"/ peer 1,530 tok/s: {medians[name] / PEER_TOKENS_PER_SECOND:.2f}x (goal >= 3x)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from autoresearch.data.build import prepare_data
 from autoresearch.experiment import log_tail, run_experiment
 from autoresearch.task import load_task
+from autoresearch.templates import set_hyperparameters
 from autoresearch.workspace import init_workspace, link_data
 
 
@@ -24,12 +25,18 @@ def main() -> None:
     parser.add_argument("--preset", default="h100")
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds")
     parser.add_argument("--dataset", default=None, help="default: the preset's (climbmix for h100)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a train.py hyperparameter, e.g. --set WINDOW_PATTERN=L")
     parser.add_argument("--keep", type=Path, help="make the workspace here instead of a temporary directory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = init_workspace(args.keep or Path(tmp) / "ws", template="llm", preset=args.preset, tag="gpu",
                             dataset=args.dataset, budget_seconds=args.budget)
         task = load_task(ws)
+        if args.set:
+            overrides = dict(item.split("=", 1) for item in args.set)
+            train = ws / "train.py"
+            train.write_text(set_hyperparameters(train.read_text(), {k: _literal(v) for k, v in overrides.items()}))
         started = time.time()
         link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size))
         print(f"data ready in {time.time() - started:.1f} s", flush=True)
@@ -43,6 +50,16 @@ def main() -> None:
         print(f"preset {args.preset} on {task.data.dataset}: tokens/s {m.get('tokens_per_sec', 0):,.0f} | "
               f"MFU {m.get('mfu_percent', 0):.1f}% | val_bpb {result.metric:.4f} | steps {m.get('num_steps', 0):.0f} | "
               f"peak memory {m.get('peak_vram_mb', 0) / 1024:.1f} GB | params {m.get('num_params_M', 0):.1f}M")
+
+
+def _literal(text: str):
+    """`12` -> 12, `0.5` -> 0.5, anything else stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: `autoresearch init | prepare | exp | status`."""
+"""Command line: `autoresearch init | prepare | exp | run | status | history | mcp`."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.task import ConfigError
     from autoresearch.workspace import WorkspaceError
 
+    from autoresearch.models import ModelError
+
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            FileNotFoundError, ValueError))
+                            ModelError, FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-empty", action="store_true", help="run even if nothing changed (a rerun of the same code)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the training output")
     p.set_defaults(handler=cmd_exp)
+
+    p = sub.add_parser("run", help="the autonomous loop: propose, run, judge, keep or revert, record, until stopped")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--provider", choices=["openai", "anthropic", "local", "random"],
+                   help="who proposes (default: [agent] in autoresearch.toml; random when no model is configured)")
+    p.add_argument("--model", help="model name, e.g. gpt-4.1 or claude-sonnet-4-5 (API key from the environment)")
+    p.add_argument("--base-url", help="an OpenAI-compatible server: vLLM, Ollama, llama.cpp, OpenRouter")
+    p.add_argument("--max-experiments", type=int, help="stop after this many experiments")
+    p.add_argument("--hours", type=float, help="stop after this many hours")
+    p.add_argument("--max-fix-attempts", type=int, help="times a crash goes back to the model (default 2)")
+    p.add_argument("--seed", type=int, help="seed of the random proposer")
+    p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while one trains")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream the training output")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("history", help="every experiment with its proposal: tokens, cost, latency")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--json", action="store_true", help="machine-readable, for programs and agents")
+    p.add_argument("--all-branches", action="store_true")
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("mcp", help="serve this workspace to outside agents over the Model Context Protocol (stdio)")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.set_defaults(handler=cmd_mcp)
 
     p = sub.add_parser("status", help="the experiments of this branch and the best so far")
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
@@ -117,6 +143,88 @@ def cmd_exp(args) -> int:
           f"{result.wall_seconds:.1f} s | commit {result.commit[:7]}")
     if result.status == "crash" and args.quiet:
         print(log_tail(result.log_path, 15))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from contextlib import ExitStack
+
+    from autoresearch.agent import NO_MODEL_HINT, make_proposer, resolve
+    from autoresearch.loop import LoopOptions, run_loop
+    from autoresearch.task import load_task
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)
+    task = load_task(workspace)
+    settings = resolve(task.agent, provider=args.provider, model=args.model, base_url=args.base_url, seed=args.seed,
+                       max_fix_attempts=args.max_fix_attempts)
+    if settings.provider == "random":
+        print(NO_MODEL_HINT, flush=True)
+    options = LoopOptions(max_experiments=args.max_experiments, hours=args.hours, pipeline=not args.no_pipeline,
+                          max_fix_attempts=settings.max_fix_attempts,
+                          on_line=(lambda line: print("  " + line, flush=True)) if args.verbose else None)
+    with ExitStack() as stack:
+        proposer = make_proposer(settings, stack)
+        label = f"{settings.provider}" + (f" {settings.model}" if settings.model else "")
+        print(f"autoresearch run in {workspace} with {label}; stop with Ctrl-C or `touch .autoresearch/stop`", flush=True)
+        summary = run_loop(workspace, proposer, options, on_event=lambda msg: print(msg, flush=True))
+    kept = sum(1 for r in summary.experiments if r.status == "keep")
+    print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
+          f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
+    return 0
+
+
+def cmd_history(args) -> int:
+    import json
+
+    from autoresearch.experiment import ledger_for
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)
+    branch = None if args.all_branches else _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
+    ledger = ledger_for(workspace)
+    try:
+        experiments = ledger.experiments(branch)
+        proposals = {p["id"]: p for p in ledger.proposals(branch=branch)}
+    finally:
+        ledger.close()
+    rows = []
+    for exp in experiments:
+        proposal = proposals.get(exp.proposal_id) if exp.proposal_id else None
+        rows.append({
+            "id": exp.id, "branch": exp.branch, "commit": exp.commit, "parent": exp.parent, "status": exp.status,
+            "metric": exp.metric, "incumbent": exp.incumbent, "description": exp.description, "reason": exp.reason,
+            "wall_seconds": exp.wall_seconds, "metrics": exp.metrics, "log_path": exp.log_path,
+            "proposal": None if proposal is None else {k: proposal[k] for k in (
+                "id", "kind", "proposer", "model", "reasoning", "tokens_in", "tokens_out", "cost_usd", "latency_s",
+                "attempts", "prompt", "response")},
+        })
+    unused = [p for p in proposals.values() if p["status"] in ("failed", "duplicate", "stale", "pending")]
+    if args.json:
+        print(json.dumps({"experiments": rows, "other_proposals": unused}, indent=2))
+        return 0
+    for row in rows:
+        p = row["proposal"]
+        value = f"{row['metric']:.6f}" if row["metric"] is not None and row["status"] != "crash" else "-"
+        model = (f" | {p['proposer']} {p['model']} {p['tokens_in']}+{p['tokens_out']} tok"
+                 + (f" ${p['cost_usd']:.4f}" if p["cost_usd"] is not None else "") + f" {p['latency_s']:.1f}s") if p else ""
+        print(f"{row['id']:4d} {(row['commit'] or '')[:7]} {row['status']:7s} {value:>9s}  {row['description']}{model}")
+    if unused:
+        counts = {s: sum(1 for p in unused if p["status"] == s) for s in ("failed", "duplicate", "stale", "pending")}
+        print("proposals not run: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return 0
+
+
+def cmd_mcp(args) -> int:
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)  # before importing mcp: a bad directory is one line either way
+    try:
+        from autoresearch.mcp_server import serve
+    except ImportError:
+        print("autoresearch: the MCP server needs the mcp package: pip install 'autoresearch[mcp]'", file=sys.stderr)
+        return 1
+    serve(workspace)  # stdout is the protocol channel from here on
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.judge import judge
 from autoresearch.ledger import Ledger, write_results_tsv
-from autoresearch.runner import RunResult, clean_environment, run_command
+from autoresearch.runner import RunResult, clean_environment, kill_group, run_command
 from autoresearch.summary import metric_value, parse_summary
 from autoresearch.task import Task, load_task
 
@@ -71,7 +71,8 @@ def workspace_lock(workspace: Path) -> Iterator[None]:
 
 
 def run_experiment(workspace: Path, description: str, *, allow_empty: bool = False,
-                   on_line: Callable[[str], None] | None = None, task: Task | None = None) -> ExperimentResult:
+                   on_line: Callable[[str], None] | None = None, task: Task | None = None,
+                   proposal_id: int | None = None) -> ExperimentResult:
     workspace = Path(workspace).resolve()
     task = task or load_task(workspace)
     description = " ".join(description.split())
@@ -81,13 +82,13 @@ def run_experiment(workspace: Path, description: str, *, allow_empty: bool = Fal
         ledger = ledger_for(workspace)
         try:
             recover_interrupted(workspace, ledger)
-            return _run_locked(workspace, task, ledger, description, allow_empty, on_line)
+            return _run_locked(workspace, task, ledger, description, allow_empty, on_line, proposal_id)
         finally:
             ledger.close()
 
 
 def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, allow_empty: bool,
-                on_line) -> ExperimentResult:
+                on_line, proposal_id: int | None) -> ExperimentResult:
     touched = gitops.changed_paths(workspace, task.frozen)
     if touched:
         raise ExperimentError(f"frozen file changed: {', '.join(touched)}; restore it with `git checkout -- {' '.join(touched)}`")
@@ -99,7 +100,7 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
         raise ExperimentError(f"nothing changed in {', '.join(task.editable)} since the last experiment: "
                               "edit it first, or pass --allow-empty to rerun the same code")
 
-    exp_id = ledger.start(branch, parent, description)
+    exp_id = ledger.start(branch, parent, description, proposal_id)
     if changed or incumbent is not None:
         commit = gitops.commit_paths(workspace, task.editable, description, allow_empty=not changed)
     else:
@@ -110,8 +111,11 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
     frozen_before = frozen_hashes(workspace, task)
     log_path = workspace / STATE_DIR / "runs" / f"{exp_id:05d}" / "run.log"
     ledger.set_log_path(exp_id, str(log_path.relative_to(workspace)))
+    pgid_file = log_path.with_name("pgid")
     run = run_command(task.command, workspace, log_path, task.budget.timeout,
-                      env=clean_environment(_task_env(workspace)), on_line=on_line)
+                      env=clean_environment(_task_env(workspace)), on_line=on_line,
+                      on_start=lambda pgid: pgid_file.write_text(str(pgid)))
+    pgid_file.unlink(missing_ok=True)
 
     summary = parse_summary(log_path.read_text(errors="replace"))
     metric = metric_value(summary, task.metric)
@@ -175,6 +179,12 @@ def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
     if it still points at a commit that was never judged. Returns the ids it closed."""
     closed = []
     for exp in ledger.running():
+        pgid_file = workspace / STATE_DIR / "runs" / f"{exp.id:05d}" / "pgid"
+        if pgid_file.exists():  # the training processes may have outlived the harness
+            pgid = int(pgid_file.read_text().strip() or 0)
+            if pgid > 1:
+                kill_group(pgid)
+            pgid_file.unlink()
         head = gitops.head(workspace)
         branch = gitops.current_branch(workspace)
         unjudged = exp.commit if exp.commit and exp.commit != exp.parent else None

@@ -40,6 +40,29 @@ CREATE TABLE IF NOT EXISTS experiments (
     finished_at   REAL
 );
 CREATE INDEX IF NOT EXISTS experiments_branch ON experiments (branch, id);
+CREATE TABLE IF NOT EXISTS proposals (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,              -- propose | fix
+    status        TEXT NOT NULL,              -- pending | used | failed | duplicate | stale
+    proposer      TEXT NOT NULL,
+    model         TEXT NOT NULL DEFAULT '',
+    branch        TEXT NOT NULL,
+    parent        TEXT NOT NULL,              -- the commit it was written against
+    description   TEXT NOT NULL DEFAULT '',
+    reasoning     TEXT NOT NULL DEFAULT '',
+    edits_json    TEXT NOT NULL DEFAULT '[]',
+    prompt        TEXT NOT NULL DEFAULT '',
+    response      TEXT NOT NULL DEFAULT '',
+    tokens_in     INTEGER NOT NULL DEFAULT 0,
+    tokens_out    INTEGER NOT NULL DEFAULT 0,
+    cost_usd      REAL,
+    latency_s     REAL NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 1,
+    error         TEXT NOT NULL DEFAULT '',
+    experiment_id INTEGER,
+    fix_of        INTEGER,                    -- the crashed experiment a fix is for
+    created_at    REAL NOT NULL
+);
 """
 
 
@@ -63,6 +86,7 @@ class Experiment:
     wall_seconds: float | None = None
     started_at: float = 0.0
     finished_at: float | None = None
+    proposal_id: int | None = None
 
     @property
     def memory_gb(self) -> float:
@@ -78,15 +102,48 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(experiments)")}
+        if "proposal_id" not in columns:  # ledgers made before proposals were recorded
+            self.db.execute("ALTER TABLE experiments ADD COLUMN proposal_id INTEGER")
 
     def close(self) -> None:
         self.db.close()
 
-    def start(self, branch: str, parent: str, description: str) -> int:
-        cur = self.db.execute(
-            "INSERT INTO experiments (branch, parent, description, status, started_at) VALUES (?, ?, ?, 'running', ?)",
-            (branch, parent, description, time.time()))
+    def start(self, branch: str, parent: str, description: str, proposal_id: int | None = None) -> int:
+        with self.db:  # the experiment and the use of its proposal are recorded together
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute(
+                "INSERT INTO experiments (branch, parent, description, status, started_at, proposal_id)"
+                " VALUES (?, ?, ?, 'running', ?, ?)", (branch, parent, description, time.time(), proposal_id))
+            if proposal_id is not None:
+                self.db.execute("UPDATE proposals SET status = 'used', experiment_id = ? WHERE id = ?",
+                                (cur.lastrowid, proposal_id))
         return int(cur.lastrowid)
+
+    def add_proposal(self, record: dict) -> int:
+        record = {**record, "created_at": time.time()}
+        names = ", ".join(record)
+        cur = self.db.execute(f"INSERT INTO proposals ({names}) VALUES ({', '.join('?' * len(record))})",
+                              tuple(record.values()))
+        return int(cur.lastrowid)
+
+    def set_proposal_status(self, proposal_id: int, status: str, error: str = "") -> None:
+        self.db.execute("UPDATE proposals SET status = ?, error = CASE WHEN ? = '' THEN error ELSE ? END WHERE id = ?",
+                        (status, error, error, proposal_id))
+
+    def proposals(self, status: str | None = None, branch: str | None = None) -> list[dict]:
+        query, args = "SELECT * FROM proposals WHERE 1=1", []
+        if status:
+            query, args = query + " AND status = ?", [*args, status]
+        if branch:
+            query, args = query + " AND branch = ?", [*args, branch]
+        cur = self.db.execute(query + " ORDER BY id", args)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def tried_diffs(self, branch: str) -> set[str]:
+        return {row[0] for row in self.db.execute(
+            "SELECT diff FROM experiments WHERE branch = ? AND diff != ''", (branch,))}
 
     def set_commit(self, exp_id: int, commit: str, diff: str, attempt_ref: str) -> None:
         self.db.execute("UPDATE experiments SET commit_sha = ?, diff = ?, attempt_ref = ? WHERE id = ?",
@@ -135,7 +192,7 @@ class Ledger:
             incumbent=data["incumbent"], metrics=json.loads(data["metrics_json"]), reason=data["reason"],
             diff=data["diff"], log_path=data["log_path"], attempt_ref=data["attempt_ref"],
             exit_code=data["exit_code"], timed_out=bool(data["timed_out"]), wall_seconds=data["wall_seconds"],
-            started_at=data["started_at"], finished_at=data["finished_at"])
+            started_at=data["started_at"], finished_at=data["finished_at"], proposal_id=data.get("proposal_id"))
 
 
 def _finite(metrics: dict) -> dict:

@@ -46,7 +46,9 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *,
                 env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-                max_log_bytes: int = MAX_LOG_BYTES) -> RunResult:
+                max_log_bytes: int = MAX_LOG_BYTES, on_start: Callable[[int], None] | None = None) -> RunResult:
+    """Run `command`; `on_start` gets the process group id as soon as it exists (to clean up
+    after a harness that was killed)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
@@ -56,6 +58,8 @@ def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *
     except OSError as exc:
         log_path.write_text(f"could not start {command[0]}: {exc}\n")
         return RunResult(exit_code=127, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)
+    if on_start is not None:
+        on_start(proc.pid)
     truncated = threading.Event()
     reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, max_log_bytes, on_line, truncated), daemon=True)
     reader.start()
@@ -114,6 +118,11 @@ def _kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> No
         proc.wait(timeout=grace or 1.0)
     except subprocess.TimeoutExpired:
         pass
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a process group left behind by an earlier harness (no-op if it is gone)."""
+    _signal_group(pgid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

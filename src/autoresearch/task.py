@@ -35,6 +35,20 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """[agent]: who proposes. No model means the built-in random proposer over the knobs."""
+    provider: str = ""  # openai | anthropic | local | random ("" = openai if a model is named, else random)
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = ""  # default: OPENAI_API_KEY or ANTHROPIC_API_KEY
+    temperature: float = 0.7
+    context_tokens: int = 24000
+    max_edit_retries: int = 2
+    max_fix_attempts: int = 2
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     command: list[str]
@@ -46,6 +60,7 @@ class Task:
     program: str = "program.md"
     preset: str = ""
     data: DataSpec = field(default_factory=DataSpec)
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     def is_better(self, candidate: float, incumbent: float) -> bool:
         if self.direction == "minimize":
@@ -114,7 +129,21 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
             seq_len=int(data.get("seq_len", 0)),
             eval_tokens=int(data.get("eval_tokens", 0)),
         ),
+        agent=_agent(raw.get("agent", {}), source),
     )
+
+
+def _agent(table: dict, source: str) -> AgentSettings:
+    known = set(AgentSettings.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown [agent] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if table.get("provider", "") not in ("", "openai", "anthropic", "local", "random"):
+        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local or random, not {table['provider']!r}")
+    try:
+        return AgentSettings(**table)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: bad [agent] table ({exc})") from None
 
 
 def _table(raw: dict, name: str, source: str) -> dict:

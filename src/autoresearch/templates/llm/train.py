@@ -23,11 +23,11 @@ from prepare import (BUDGET, BUDGET_KIND, MAX_SEQ_LEN, VOCAB_SIZE, budget_progre
 # ---------------------------------------------------------------------------
 # Hyperparameters: the agent's main lever. The "knob:" comments declare ranges for search tools.
 DEPTH = 8                    # knob: int 2..24        number of transformer blocks
-ASPECT_RATIO = 64            # knob: int 32..128      model width = DEPTH * ASPECT_RATIO
+ASPECT_RATIO = 64            # knob: int 32..128      model width = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 128               # knob: choice 32|64|128 width of one attention head
 WINDOW_PATTERN = "SSSL"      # knob: choice L|SL|SSL|SSSL  per-layer attention: S = half context, L = full; last layer is always L
-TOTAL_BATCH_SIZE = 2**19     # knob: int 4096..2097152 log  tokens per optimizer step
-DEVICE_BATCH_SIZE = 128      # knob: int 1..256 log   rows per forward pass (gradient accumulation makes up the rest)
+TOTAL_BATCH_SIZE = 524288     # knob: int 4096..2097152 pow2  tokens per optimizer step
+DEVICE_BATCH_SIZE = 128      # knob: int 1..256 pow2  rows per forward pass (gradient accumulation makes up the rest)
 EMBEDDING_LR = 0.6           # knob: float 0.01..2.0 log
 UNEMBEDDING_LR = 0.004       # knob: float 0.0005..0.05 log
 MATRIX_LR = 0.04             # knob: float 0.005..0.2 log  Muon learning rate
@@ -285,12 +285,12 @@ def peak_memory_mb():
 
 def main():
     t_start = time.time()
-    cfg = GPTConfig(vocab_size=VOCAB_SIZE, seq_len=MAX_SEQ_LEN, depth=DEPTH, width=DEPTH * ASPECT_RATIO,
+    width = -(-DEPTH * ASPECT_RATIO // HEAD_DIM) * HEAD_DIM  # round up to whole heads
+    cfg = GPTConfig(vocab_size=VOCAB_SIZE, seq_len=MAX_SEQ_LEN, depth=DEPTH, width=width,
                     head_dim=HEAD_DIM, window_pattern=WINDOW_PATTERN)
-    assert cfg.width % cfg.head_dim == 0, f"width {cfg.width} must be a multiple of HEAD_DIM {HEAD_DIM}"
     tokens_per_micro_batch = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
-    assert TOTAL_BATCH_SIZE % tokens_per_micro_batch == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
-    grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_micro_batch
+    grad_accum_steps = max(1, round(TOTAL_BATCH_SIZE / tokens_per_micro_batch))
+    tokens_per_step = grad_accum_steps * tokens_per_micro_batch  # TOTAL_BATCH_SIZE, to a whole micro-batch
 
     model = GPT(cfg).to(DEVICE)
     model.init_weights()
@@ -301,7 +301,7 @@ def main():
     forward = torch.compile(model, dynamic=False) if COMPILE else model
     attention = "FA3" if FA3 is not None else "SDPA"
     print(f"device {DEVICE.type} | {'bf16' if USE_BF16 else 'fp32'} | {attention} | compile {COMPILE} | "
-          f"params {num_params / 1e6:.2f}M | width {cfg.width} | depth {DEPTH} | grad accum {grad_accum_steps} | "
+          f"params {num_params / 1e6:.2f}M | width {cfg.width} | depth {DEPTH} | {tokens_per_step:,} tokens/step | "
           f"budget {BUDGET:g} {BUDGET_KIND}", flush=True)
 
     loader = make_dataloader(DEVICE_BATCH_SIZE, MAX_SEQ_LEN, DEVICE, seed=SEED)
@@ -332,16 +332,16 @@ def main():
             sys.exit(1)
         dt = time.perf_counter() - t0
         step += 1
-        tokens += TOTAL_BATCH_SIZE
+        tokens += tokens_per_step
         if step > UNTIMED_STEPS:
             training_seconds += dt
-            timed_tokens += TOTAL_BATCH_SIZE
+            timed_tokens += tokens_per_step
         smooth_loss = train_loss if smooth_loss is None else 0.9 * smooth_loss + 0.1 * train_loss
         progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
         now = time.time()
         if now - last_print >= 1.0 or progress >= 1.0:
             last_print = now
-            tok_per_sec = timed_tokens / training_seconds if training_seconds else TOTAL_BATCH_SIZE / dt
+            tok_per_sec = timed_tokens / training_seconds if training_seconds else tokens_per_step / dt
             mfu = 100 * tok_per_sec * flops_per_token / peak_flops if peak_flops else 0.0
             print(f"step {step:05d} ({100 * min(progress, 1.0):5.1f}%) | loss {smooth_loss:.4f} | lrm {lrm:.2f} | "
                   f"dt {dt * 1000:.0f}ms | tok/s {tok_per_sec:,.0f} | mfu {mfu:.1f}% | epoch {epoch}", flush=True)

@@ -1,0 +1,137 @@
+"""Context: what the model sees for one proposal, kept inside a token budget.
+
+program.md, the editable files, what the frozen file offers (constants and signatures, not its
+code), and the history. The history is summarised by importance, not cut at random: the path of
+kept improvements and the best result always; the biggest gains with their diffs; the most
+recent experiments; the near misses; then one-line descriptions of everything else, oldest
+dropped first with a count of what was left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from autoresearch.ledger import Experiment
+from autoresearch.task import Task
+
+CHARS_PER_TOKEN = 4  # a rough, conservative estimate for English and code
+MAX_DIFF_CHARS = 2500
+
+
+def prompt_template(name: str) -> string.Template:
+    return string.Template((resources.files("autoresearch") / "prompts" / name).read_text())
+
+
+def template_values(task: Task) -> dict[str, str]:
+    return {
+        "metric": task.metric,
+        "direction_word": "lower" if task.direction == "minimize" else "higher",
+        "default_file": task.editable[0],
+        "editable": ", ".join(task.editable),
+        "frozen": ", ".join(task.frozen) or "nothing else",
+    }
+
+
+def frozen_api(path: Path) -> str:
+    """Top-level constants and function signatures (with their first docstring line) of a Python file."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return ""
+    source = path.read_text()
+    lines = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
+            lines.append(ast.get_source_segment(source, node).splitlines()[0])
+        elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            doc = (ast.get_docstring(node) or "").strip().splitlines()
+            lines.append(f"def {node.name}({ast.unparse(node.args)})" + (f"  # {doc[0]}" if doc else ""))
+    return "\n".join(lines)
+
+
+@dataclass
+class HistoryLine:
+    exp: Experiment
+    delta: float | None  # metric minus the incumbent it was judged against
+
+    def render(self) -> str:
+        value = f"{self.exp.metric:.6f}" if self.exp.metric is not None and self.exp.status != "crash" else "-"
+        delta = f" ({self.delta:+.6f})" if self.delta is not None and self.exp.status != "crash" else ""
+        reason = f" [{self.exp.reason[:100]}]" if self.exp.status == "crash" else ""
+        return f"#{self.exp.id} {self.exp.status:7s} {value}{delta}  {self.exp.description}{reason}"
+
+
+def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -> str:
+    if not experiments:
+        return "No experiments yet: the first one is the baseline (run the code as it is, or a safe change)."
+    lines = [HistoryLine(e, e.metric - e.incumbent if e.metric is not None and e.incumbent is not None else None)
+             for e in experiments if e.status != "running"]
+    kept = [h for h in lines if h.exp.status == "keep"]
+    best = kept[-1] if kept else None
+    counts = {s: sum(1 for h in lines if h.exp.status == s) for s in ("keep", "discard", "crash")}
+    sign = 1 if task.direction == "minimize" else -1
+    parts = [f"{len(lines)} experiments so far: {counts['keep']} kept, {counts['discard']} discarded, {counts['crash']} crashed."]
+    if best:
+        parts.append(f"Best so far: {best.render()}")
+    parts.append("Kept improvements, in order:\n" + "\n".join(h.render() for h in kept))
+    used = sum(len(p) for p in parts)
+    shown = {h.exp.id for h in kept}
+
+    gains = sorted((h for h in kept if h.delta is not None and h.exp.diff), key=lambda h: sign * h.delta)[:3]
+    for h in gains:
+        block = f"Diff of #{h.exp.id} ({h.exp.description}, {h.delta:+.6f}):\n{h.exp.diff[:MAX_DIFF_CHARS]}"
+        if used + len(block) < budget_chars * 0.5:
+            parts.append(block)
+            used += len(block)
+
+    def add_section(title: str, candidates: list[HistoryLine]) -> None:
+        nonlocal used
+        picked = []
+        for h in candidates:
+            text = h.render()
+            if h.exp.id in shown or used + len(text) > budget_chars:
+                continue
+            picked.append(h)
+            shown.add(h.exp.id)
+            used += len(text) + 1
+        if picked:
+            parts.append(title + "\n" + "\n".join(h.render() for h in sorted(picked, key=lambda h: h.exp.id)))
+
+    add_section("Most recent:", lines[::-1][:15])
+    near = [h for h in lines if h.exp.status == "discard" and h.delta is not None]
+    add_section("Near misses (closest to the best, not kept):", sorted(near, key=lambda h: sign * h.delta)[:8])
+    add_section("Everything else tried (newest first):", lines[::-1])
+    left_out = len(lines) - len(shown)
+    if left_out > 0:
+        parts.append(f"({left_out} older experiments not listed, to fit the context.)")
+    return "\n\n".join(parts)
+
+
+def build_user_message(workspace: Path, task: Task, experiments: list[Experiment], in_flight: list[str],
+                       budget_tokens: int, extra: str = "", files: dict[str, str] | None = None) -> str:
+    """The user message of a proposal. `files` are the editable files to show (default: as on disk)."""
+    program = (workspace / task.program).read_text() if (workspace / task.program).exists() else ""
+    sections = [f"# Research program ({task.program})\n{program.strip()}",
+                f"# Task\nmetric: {task.metric} ({task.direction}); budget: {task.budget.value:g} {task.budget.kind} "
+                f"per experiment; hard timeout {task.budget.timeout:g} s."]
+    for name in task.frozen:
+        if name.endswith(".py") and (api := frozen_api(workspace / name)):
+            sections.append(f"# What the frozen {name} offers (read-only)\n```python\n{api}\n```")
+    for name in task.editable:
+        path = workspace / name
+        text = files.get(name) if files is not None else (path.read_text() if path.exists() else None)
+        text = text if text is not None else "(missing: create it with a whole-file block)"
+        sections.append(f"# Current {name}\n```python\n{text}\n```")
+    if in_flight:
+        sections.append("# Running right now (do not propose these again)\n" + "\n".join(f"- {d}" for d in in_flight))
+    if extra:
+        sections.append(extra)
+    fixed = sum(len(s) for s in sections)
+    history_budget = max(2000, budget_tokens * CHARS_PER_TOKEN - fixed - 2000)
+    sections.insert(2, "# History\n" + history_text(experiments, task, history_budget))
+    sections.append("Propose the next experiment.")
+    return "\n\n".join(sections)

@@ -1,0 +1,265 @@
+"""MCP server: lets an outside coding agent (Claude Code, Codex, ...) drive the research loop.
+
+The agent edits the editable files with its own file tools and calls `run_experiment`; the harness
+commits, trains, judges and records exactly as `autoresearch exp` does, so the books stay honest
+whoever runs the loop. The other tools only read the ledger, the task and the run logs.
+
+Served over stdio, where stdout is the protocol channel: training output goes only to each run's
+log (the runner pipes the child's output, and the SDK points fd 1 at stderr while it serves).
+
+    python -m autoresearch.mcp_server [-C DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+from typing_extensions import TypedDict  # pydantic needs this one below Python 3.12 (nested results)
+
+from autoresearch import __version__, gitops
+from autoresearch.experiment import ExperimentError, ledger_for
+from autoresearch.experiment import log_tail as read_log_tail
+from autoresearch.experiment import run_experiment as run_one
+from autoresearch.gitops import GitError
+from autoresearch.ledger import Experiment, Ledger
+from autoresearch.task import ConfigError, load_task
+from autoresearch.workspace import WorkspaceError, find_workspace
+
+# The harness raises these on purpose with a one-line message meant for whoever drives it.
+HARNESS_ERRORS = (ExperimentError, ConfigError, WorkspaceError, GitError)
+CRASH_TAIL_LINES = 30
+OK_TAIL_LINES = 5
+MAX_TAIL_LINES = 2000
+
+INSTRUCTIONS = """\
+autoresearch runs an ML research loop in one git workspace and keeps its books.
+1. Call task() once: the metric and its direction, the budget, which files you may edit, and
+   program.md (the researcher's instructions; where it says `autoresearch exp` or `status`, use
+   run_experiment and history here).
+2. Edit only the editable files, with your own file tools: one idea per experiment.
+3. Call run_experiment(description): it commits the edit, trains, and keeps it only if it beats
+   the best so far; otherwise the branch moves back (the attempt stays recorded).
+4. Use history(), best(), diff(id) and log_tail(id) to decide what to try next. Repeat.
+Never edit frozen files: the harness refuses to run, or marks the run a crash."""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+RUNS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+
+
+class RunOutcome(TypedDict):
+    id: int
+    status: str  # keep | discard | crash
+    metric: float | None
+    incumbent: float | None  # the best metric before this run; None for the first one
+    reason: str
+    commit: str
+    wall_seconds: float
+    log_tail: str
+
+
+class HistoryEntry(TypedDict):
+    id: int
+    commit: str
+    status: str  # running | keep | discard | crash
+    metric: float | None
+    description: str
+    reason: str
+
+
+class History(TypedDict):
+    branch: str
+    total: int  # all experiments on the branch; `experiments` holds the last `limit` of them
+    experiments: list[HistoryEntry]
+
+
+class Best(TypedDict, total=False):
+    # Either id, commit, metric and description, or only message when nothing was kept yet.
+    id: int
+    commit: str
+    metric: float | None
+    description: str
+    message: str
+
+
+class BudgetInfo(TypedDict):
+    kind: str
+    value: float
+    timeout: float
+
+
+class TaskInfo(TypedDict):
+    name: str
+    metric: str
+    direction: str
+    budget: BudgetInfo
+    command: list[str]
+    editable: list[str]
+    frozen: list[str]
+    program: str
+
+
+def build_server(workspace: Path) -> MCPServer:
+    workspace = Path(workspace).resolve()
+    server = MCPServer("autoresearch", instructions=INSTRUCTIONS, version=__version__)
+
+    @server.tool(annotations=RUNS)
+    def run_experiment(description: Annotated[str, Field(description="one line: what this experiment changes")],
+                       allow_empty: bool = False) -> RunOutcome:
+        """Run the current editable files (e.g. train.py) as one experiment and judge it.
+
+        Edit the files first with your own tools. The harness commits them, runs the task's
+        training command under its budget, reads the metric, and compares it with the best so
+        far: `keep` leaves the commit on the branch, `discard` or `crash` moves the branch back
+        (and restores the files), and every attempt is recorded. Takes as long as one training
+        run. Refused when nothing changed since the last experiment, unless allow_empty is true
+        (a rerun of the same code, e.g. to measure noise).
+
+        Returns id, status (keep | discard | crash), metric, incumbent (the best before this
+        run), reason, commit, wall_seconds and log_tail (the last 30 lines of the run's output
+        if it crashed, else the last 5).
+        """
+        with _harness_errors():
+            result = run_one(workspace, description, allow_empty=allow_empty)  # no on_line: stdout is the wire
+        tail = CRASH_TAIL_LINES if result.status == "crash" else OK_TAIL_LINES
+        return RunOutcome(id=result.id, status=result.status, metric=result.metric, incumbent=result.incumbent,
+                          reason=result.reason, commit=result.commit, wall_seconds=round(result.wall_seconds, 2),
+                          log_tail=read_log_tail(result.log_path, tail))
+
+    @server.tool(annotations=READ_ONLY)
+    def history(limit: Annotated[int, Field(ge=1, description="how many of the latest experiments")] = 50) -> History:
+        """The experiments on the current research branch, oldest first and newest last.
+
+        Each has id, commit (7 characters), status (keep | discard | crash, or running while one
+        is in progress), metric, description and reason (why it was kept or not).
+        """
+        with _harness_errors(), _open_ledger(workspace) as ledger:
+            branch = gitops.current_branch(workspace)
+            experiments = ledger.experiments(branch)
+        return History(branch=branch, total=len(experiments),
+                       experiments=[_history_entry(exp) for exp in experiments[-limit:]])
+
+    @server.tool(annotations=READ_ONLY)
+    def best() -> Best:
+        """The best experiment so far on the current branch (the one the branch head stands on).
+
+        Returns id, commit (7 characters), metric and description, or a message when no
+        experiment has been kept yet (run the baseline first).
+        """
+        with _harness_errors(), _open_ledger(workspace) as ledger:
+            branch = gitops.current_branch(workspace)
+            incumbent = ledger.incumbent(branch)
+        if incumbent is None:
+            return Best(message=f"no experiment kept on {branch} yet: run_experiment('baseline') first")
+        return Best(id=incumbent.id, commit=_short(incumbent), metric=incumbent.metric,
+                    description=incumbent.description)
+
+    @server.tool(annotations=READ_ONLY)
+    def diff(experiment_id: int) -> str:
+        """The git diff one experiment made to the editable files, as recorded when it ran
+        (also for discarded and crashed attempts, which are no longer on the branch)."""
+        with _harness_errors():
+            exp = _experiment(workspace, experiment_id)
+        if not exp.diff:
+            return f"experiment {exp.id} changed nothing: it ran the code of its parent {exp.parent[:7]}"
+        return exp.diff
+
+    @server.tool(annotations=READ_ONLY)
+    def log_tail(experiment_id: int,
+                 lines: Annotated[int, Field(ge=1, le=MAX_TAIL_LINES, description="how many lines from the end")] = 50
+                 ) -> str:
+        """The last lines of one experiment's training output (stdout and stderr together):
+        the place to read a crash's traceback or the full summary block."""
+        with _harness_errors():
+            exp = _experiment(workspace, experiment_id)
+        if not exp.log_path:
+            raise ToolError(f"experiment {exp.id} has no log: it stopped before training started")
+        return read_log_tail(workspace / exp.log_path, lines) or f"experiment {exp.id}'s log is empty or missing"
+
+    @server.tool(annotations=READ_ONLY)
+    def task() -> TaskInfo:
+        """The task's settings and instructions: the metric and its direction (minimize or
+        maximize), the budget (kind, value, hard timeout in seconds), the training command, the
+        files you may edit and those you must not touch, and the text of program.md."""
+        with _harness_errors():
+            settings = load_task(workspace)
+        program = workspace / settings.program
+        return TaskInfo(name=settings.name, metric=settings.metric, direction=settings.direction,
+                        budget=BudgetInfo(kind=settings.budget.kind, value=settings.budget.value,
+                                          timeout=settings.budget.timeout),
+                        command=settings.command, editable=settings.editable, frozen=settings.frozen,
+                        program=program.read_text(errors="replace") if program.is_file() else "")
+
+    return server
+
+
+@contextmanager
+def _harness_errors() -> Iterator[None]:
+    """The harness's deliberate errors reach the model as tool errors with their message; anything
+    else stays a crash (the SDK reports it without details and logs the traceback to stderr)."""
+    try:
+        yield
+    except HARNESS_ERRORS as exc:
+        raise ToolError(str(exc)) from exc
+
+
+@contextmanager
+def _open_ledger(workspace: Path) -> Iterator[Ledger]:
+    ledger = ledger_for(workspace)  # one connection per call: tools run in worker threads
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _experiment(workspace: Path, experiment_id: int) -> Experiment:
+    with _open_ledger(workspace) as ledger:
+        exp = ledger.get(experiment_id)
+    if exp is None:
+        raise ToolError(f"no experiment {experiment_id} in this workspace: history() lists them")
+    return exp
+
+
+def _short(exp: Experiment) -> str:
+    return (exp.commit or exp.parent)[:7]
+
+
+def _history_entry(exp: Experiment) -> HistoryEntry:
+    return HistoryEntry(id=exp.id, commit=_short(exp), status=exp.status, metric=exp.metric,
+                        description=exp.description, reason=exp.reason)
+
+
+def serve(workspace: Path) -> None:
+    """Serve the workspace's tools over stdio until the client closes the connection."""
+    build_server(workspace).run("stdio")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autoresearch.mcp_server",
+                                     description="Serve an autoresearch workspace to coding agents over MCP (stdio).")
+    parser.add_argument("-C", "--workspace", type=Path, default=Path("."),
+                        help="the workspace, or a directory inside it (default: the current directory)")
+    args = parser.parse_args(argv)
+    try:
+        workspace = find_workspace(args.workspace)
+        load_task(workspace)  # a broken config fails here, in one line, not at the first tool call
+    except (ConfigError, WorkspaceError) as exc:
+        print(f"autoresearch: {exc}", file=sys.stderr)
+        return 1
+    try:
+        serve(workspace)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ import pytest
 from llm_server import Reply, ScriptedLLMServer
 
 USER = [{"role": "user", "content": "hi"}]
+_clients: list[openai.OpenAI | anthropic.Anthropic] = []
 
 
 @pytest.fixture
@@ -21,12 +22,24 @@ def server() -> Iterator[ScriptedLLMServer]:
         yield srv
 
 
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close the SDK clients' connection pools, so no socket is left to the garbage collector."""
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def oai(server: ScriptedLLMServer, **kwargs) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="x", **{"max_retries": 0, **kwargs})
+    """An OpenAI client on the server; no retries unless asked (the SDK default is 2)."""
+    _clients.append(openai.OpenAI(base_url=server.base_url, api_key="x", **{"max_retries": 0, **kwargs}))
+    return _clients[-1]
 
 
 def ant(server: ScriptedLLMServer, **kwargs) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="x", **{"max_retries": 0, **kwargs})
+    _clients.append(anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="x",
+                                        **{"max_retries": 0, **kwargs}))
+    return _clients[-1]
 
 
 def test_openai_chat_completion_returns_scripted_text_and_usage(server):

@@ -105,7 +105,6 @@ class AnthropicChat:
     api_key_env: str = "ANTHROPIC_API_KEY"
     timeout: float = 300.0
     max_retries: int = 5
-    temperature: float | None = 0.7
     max_tokens: int = 4096
 
     def __post_init__(self):
@@ -120,9 +119,8 @@ class AnthropicChat:
     def complete(self, system: str, messages: list[dict], json_schema: dict | None = None) -> Completion:
         import anthropic
 
+        # current Anthropic SDKs take no temperature: the model's default sampling is used
         args = dict(model=self.name, system=system, messages=messages, max_tokens=self.max_tokens)
-        if self.temperature is not None:
-            args["temperature"] = self.temperature
         started = time.monotonic()
         try:
             response = self._client.messages.create(**args)

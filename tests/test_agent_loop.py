@@ -75,16 +75,18 @@ def test_a_model_that_keeps_failing_is_recorded_not_fatal(tiny_workspace):
     ws = tiny_workspace
     order = line_of(ws, "ORDER = ")
     script = [Reply(delay=3, text="too late")]  # times out (no retries): the proposal fails
+    script += [Reply(raw_body="{this is not json")]  # a broken body: the proposal fails
     script += ["DESCRIPTION: nothing useful\nno edits"] * 3  # three bad answers: the proposal fails
     script += [answer("order 3", order, order.replace("ORDER = 2", "ORDER = 3"))]
     with ScriptedLLMServer(script) as server:
         model = OpenAIChat("local-model", base_url=server.base_url, max_retries=0, timeout=1)
         summary = run_loop(ws, LLMProposer(model, max_edit_retries=2), options(max_experiments=2),
                            on_event=lambda m: None)
-    assert [r.status for r in summary.experiments] == ["keep", "keep"] and summary.proposals_failed == 2
+    assert [r.status for r in summary.experiments] == ["keep", "keep"] and summary.proposals_failed == 3
     rows = proposals(ws)
-    assert [p["status"] for p in rows] == ["failed", "failed", "used"]
-    assert "timed out" in rows[0]["error"] and "no SEARCH/REPLACE block" in rows[1]["error"]
+    assert [p["status"] for p in rows] == ["failed", "failed", "failed", "used"]
+    assert "timed out" in rows[0]["error"] and rows[1]["error"].startswith("bad answer from the model server")
+    assert "no SEARCH/REPLACE block" in rows[2]["error"]
 
 
 def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
@@ -93,7 +95,7 @@ def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
     alpha = line_of(ws, "ALPHA = ")
     script = [Reply(status=529, text="overloaded"), answer("alpha 0.5", alpha, alpha.replace("ALPHA = 1.0", "ALPHA = 0.5"))]
     with ScriptedLLMServer(script) as server:
-        model = AnthropicChat("claude-sonnet-4-5", base_url=server.anthropic_base_url, max_retries=2, timeout=10)
+        model = AnthropicChat("claude-haiku-4-5", base_url=server.anthropic_base_url, max_retries=2, timeout=10)
         summary = run_loop(ws, LLMProposer(model), options(max_experiments=2), on_event=lambda m: None)
         requests = server.requests
     assert [r.description for r in summary.experiments] == ["baseline", "alpha 0.5"]
@@ -102,7 +104,7 @@ def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
     assert "autonomous machine-learning researcher" in body["system"] and body["messages"][0]["role"] == "user"
     headers = requests[-1]["headers"]
     assert "test-key" in headers.get("x-api-key", "") + headers.get("authorization", "")
-    assert proposals(ws)[0]["cost_usd"] == pytest.approx((100 * 3 + 50 * 15) / 1e6)
+    assert proposals(ws)[0]["cost_usd"] == pytest.approx((100 * 1 + 50 * 5) / 1e6)
 
 
 def test_unreachable_server_and_missing_key_are_one_line_errors(monkeypatch):

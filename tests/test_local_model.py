@@ -110,6 +110,9 @@ def test_process_group_is_gone_after_exit(installed, tmp_path):
         pgid = srv.pgid
         assert os.getpgid(pgid) == pgid  # its own process group
         assert os.getpgid(0) != pgid
+        assert srv.running
+        srv.check()
+        assert str(srv.model_path) in " ".join(srv.command(srv.port))
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -34,7 +34,7 @@ def make_proposer(settings: AgentSettings, stack: ExitStack) -> Proposer:
     if settings.provider == "random":
         return RandomProposer(seed=settings.seed)
     if settings.provider == "anthropic":
-        model = AnthropicChat(settings.model or "claude-sonnet-4-5", base_url=settings.base_url or None,
+        model = AnthropicChat(settings.model or "claude-sonnet-4-6", base_url=settings.base_url or None,
                               api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY")
         return LLMProposer(model, settings.max_edit_retries, settings.context_tokens)
     if settings.provider == "local":

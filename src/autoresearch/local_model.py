@@ -168,6 +168,9 @@ def _server_setting_names() -> set[str]:
     return names
 
 
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only, never a proxy
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -219,12 +222,14 @@ class LocalModelServer:
                 "--host", "127.0.0.1", "--port", str(port),
                 "--chat_format", self.chat_format, "--n_ctx", str(self.n_ctx),
                 "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
-                "--api_key", self.api_key, *self.extra_args]
+                *self.extra_args]
 
     def client(self, **kwargs: Any):
-        """An `openai.OpenAI` client for this server (no retries: the server is local)."""
+        """An `openai.OpenAI` client for this server (no retries, no proxy: the server is local)."""
         import openai
 
+        if "http_client" not in kwargs:
+            kwargs["http_client"] = openai.DefaultHttpxClient(trust_env=False)
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 600.0)
         return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
@@ -244,11 +249,12 @@ class LocalModelServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         drop = _server_setting_names()
         env = {k: v for k, v in os.environ.items() if k.lower() not in drop}
+        env["API_KEY"] = self.api_key  # read by the server's settings; kept off the command line (ps)
         started = time.monotonic()
         for attempt in range(3):  # a free port can be taken between probing and binding
             self.port = _free_port()
             with open(self.log_path, "ab") as log:
-                log.write(f"$ {' '.join(self.command(self.port)).replace(self.api_key, '***')}\n".encode())
+                log.write(f"$ API_KEY=*** {' '.join(self.command(self.port))}\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -288,7 +294,7 @@ class LocalModelServer:
                 raise LocalModelError(f"llama.cpp server exited with code {code} while starting "
                                       f"(log {self.log_path}): {self._tail_line()}")
             try:
-                with urllib.request.urlopen(request, timeout=2) as response:
+                with _NO_PROXY.open(request, timeout=2) as response:
                     data = json.load(response)
                 ids = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
                 if ids:
@@ -300,6 +306,22 @@ class LocalModelServer:
                 raise LocalModelError(f"llama.cpp server did not answer within {self.startup_timeout:.0f}s "
                                       f"(log {self.log_path}): {self._tail_line()}")
             time.sleep(0.2)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check(self) -> None:
+        """LocalModelError (one line, with the log tail) unless the server process is still alive.
+
+        Useful after an openai.APIConnectionError: the server may have crashed mid-request.
+        """
+        if self.proc is None:
+            raise LocalModelError("the local model server is not running")
+        code = self.proc.poll()
+        if code is not None:
+            raise LocalModelError(f"llama.cpp server exited with code {code} (log {self.log_path}): "
+                                  f"{self._tail_line()}")
 
     def stop(self) -> None:
         proc, self.proc, self.port = self.proc, None, None

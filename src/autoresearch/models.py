@@ -87,7 +87,7 @@ class OpenAIChat:
             raise ModelError(f"the model server refused the API key: check {self.api_key_env}") from None
         except openai.APIStatusError as exc:
             raise ModelError(f"the model server answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
-        except openai.APIError as exc:
+        except (openai.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
             raise ModelError(f"bad answer from the model server: {_first_line(str(exc))}") from None
         latency = time.monotonic() - started
         if not response.choices:
@@ -132,7 +132,7 @@ class AnthropicChat:
             raise ModelError(f"Anthropic refused the API key: check {self.api_key_env}") from None
         except anthropic.APIStatusError as exc:
             raise ModelError(f"Anthropic answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
             raise ModelError(f"bad answer from Anthropic: {_first_line(str(exc))}") from None
         latency = time.monotonic() - started
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")

@@ -63,18 +63,26 @@ def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *
     truncated = threading.Event()
     reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, max_log_bytes, on_line, truncated), daemon=True)
     reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
         _kill_group(proc)
+
+    # A blocking wait returns the moment the child exits (wait with a timeout polls in 50 ms sleeps).
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    try:
+        proc.wait()
     except BaseException:  # Ctrl-C or a kill of the harness: take the experiment down with us
         _kill_group(proc)
         raise
     finally:
+        timer.cancel()
         _kill_group(proc, grace=0.0)  # children that outlive the leader go too
         reader.join(timeout=10)
+    timed_out = timed_out.is_set()
     wall = time.monotonic() - started
     if timed_out:
         with open(log_path, "a") as log:

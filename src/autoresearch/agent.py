@@ -41,7 +41,8 @@ def make_proposer(settings: AgentSettings, stack: ExitStack) -> Proposer:
         from autoresearch.local_model import LocalModelServer
 
         server = stack.enter_context(LocalModelServer())
-        model = OpenAIChat(server.model, base_url=server.base_url, api_key_env="AUTORESEARCH_LOCAL_KEY", **common)
+        model = OpenAIChat(server.model, base_url=server.base_url, api_key=server.api_key, fold_system=True,
+                           max_tokens=300, timeout=120, **common)
         return KnobProposer(model, settings.max_edit_retries)
     model = OpenAIChat(settings.model or "gpt-4.1", base_url=settings.base_url or None,
                        api_key_env=settings.api_key_env or "OPENAI_API_KEY", **common)

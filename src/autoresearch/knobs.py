@@ -47,6 +47,11 @@ class Knob:
                 if str(choice) == str(value):
                     return choice
             raise KnobError(f"{self.name} must be one of {'|'.join(map(str, self.choices))}, not {value!r}")
+        if isinstance(value, str):  # small models quote numbers
+            try:
+                value = float(value)
+            except ValueError:
+                raise KnobError(f"{self.name} must be a number, not {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise KnobError(f"{self.name} must be a number, not {value!r}")
         if not self.low <= value <= self.high:

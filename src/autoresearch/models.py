@@ -58,11 +58,13 @@ class OpenAIChat:
     max_retries: int = 5
     temperature: float | None = 0.7
     max_tokens: int = 4096
+    api_key: str | None = None  # overrides api_key_env (a local server's own key)
+    fold_system: bool = False  # chat formats without a system role (gemma) drop it: put it in the first user turn
 
     def __post_init__(self):
         import openai
 
-        key = os.environ.get(self.api_key_env)
+        key = self.api_key or os.environ.get(self.api_key_env)
         if not key and not self.base_url:
             raise ModelError(f"no API key: set {self.api_key_env}, or point --base-url at a local OpenAI-compatible server")
         self._client = openai.OpenAI(api_key=key or "not-needed", base_url=self.base_url, timeout=self.timeout,
@@ -71,7 +73,12 @@ class OpenAIChat:
     def complete(self, system: str, messages: list[dict], json_schema: dict | None = None) -> Completion:
         import openai
 
-        args = dict(model=self.name, messages=[{"role": "system", "content": system}, *messages], max_tokens=self.max_tokens)
+        if self.fold_system and messages:
+            first = {**messages[0], "content": f"{system}\n\n{messages[0]['content']}"}
+            chat = [first, *messages[1:]]
+        else:
+            chat = [{"role": "system", "content": system}, *messages]
+        args = dict(model=self.name, messages=chat, max_tokens=self.max_tokens)
         if self.temperature is not None:
             args["temperature"] = self.temperature
         if json_schema is not None:  # llama.cpp's server and vLLM enforce the schema while decoding

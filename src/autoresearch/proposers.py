@@ -187,10 +187,13 @@ class KnobProposer:
             try:
                 answer = json.loads(completion.text)
                 edits, notes = [], []
-                for change in answer["changes"]:
-                    knob = knobs[change["knob"]]
-                    edits.append(knob_edit(path, knob, change["value"]))
-                    notes.append(f"{knob.name} {knob.current!r} -> {knob.check(change['value'])!r}")
+                changes = {c["knob"]: c["value"] for c in answer["changes"]}  # one change per knob: the last
+                for name, value in changes.items():
+                    knob = knobs[name]
+                    value = knob.check(value)
+                    value = float(f"{value:.4g}") if isinstance(value, float) else value  # readable diffs
+                    edits.append(knob_edit(path, knob, value))
+                    notes.append(f"{knob.name} {knob.current!r} -> {value!r}")
                 apply_to_texts(request.files, edits, request.task.editable)
             except (ValueError, KeyError, TypeError, KnobError, EditError) as exc:
                 draft.error = f"{type(exc).__name__}: {exc}"
@@ -211,8 +214,8 @@ def knob_schema(names: list[str]) -> dict:
     return {
         "type": "object",
         "properties": {
-            "description": {"type": "string"},
-            "reasoning": {"type": "string"},
+            "description": {"type": "string", "maxLength": 200},  # caps stop a small model rambling
+            "reasoning": {"type": "string", "maxLength": 400},
             "changes": {"type": "array", "minItems": 1, "maxItems": 2, "items": {
                 "type": "object",
                 "properties": {"knob": {"type": "string", "enum": names}, "value": {"type": ["number", "string"]}},

@@ -25,7 +25,7 @@ def test_random_loop_runs_records_and_keeps_the_best(tiny_workspace):
     summary = run_loop(ws, RandomProposer(seed=3), LoopOptions(max_experiments=5), on_event=lambda m: None)
     assert len(summary.experiments) == 5 and summary.stop_reason.startswith("ran 5")
     table = pd.read_csv(ws / "results.tsv", sep="\t")
-    assert len(table) == 5 and table.status.iloc[0] == "keep" and table.description.iloc[0] == "baseline"
+    assert len(table) == 5 and table.status.iloc[0] == "keep" and table.description.iloc[0].startswith("baseline [mean of 3 runs, sd 0.0000]")
     kept = [r for r in summary.experiments if r.status == "keep"]
     assert git(ws, "rev-parse", "HEAD") == kept[-1].commit
     best = min(r.metric for r in summary.experiments if r.metric is not None)

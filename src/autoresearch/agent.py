@@ -33,6 +33,10 @@ def make_proposer(settings: AgentSettings, stack: ExitStack) -> Proposer:
     common = dict(temperature=settings.temperature)
     if settings.provider == "random":
         return RandomProposer(seed=settings.seed)
+    if settings.provider == "tpe":
+        from autoresearch.tpe import TPEProposer
+
+        return TPEProposer(seed=settings.seed)
     if settings.provider == "anthropic":
         model = AnthropicChat(settings.model or "claude-sonnet-4-6", base_url=settings.base_url or None,
                               api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY")

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the autonomous loop: propose, run, judge, keep or revert, record, until stopped")
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
-    p.add_argument("--provider", choices=["openai", "anthropic", "local", "random"],
+    p.add_argument("--provider", choices=["openai", "anthropic", "local", "random", "tpe"],
                    help="who proposes (default: [agent] in autoresearch.toml; random when no model is configured)")
     p.add_argument("--model", help="model name, e.g. gpt-4.1 or claude-sonnet-4-5 (API key from the environment)")
     p.add_argument("--base-url", help="an OpenAI-compatible server: vLLM, Ollama, llama.cpp, OpenRouter")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.judge import judge
+from autoresearch.judge import Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.ledger import Ledger, write_results_tsv
 from autoresearch.runner import RunResult, clean_environment, kill_group, run_command
 from autoresearch.summary import metric_value, parse_summary
@@ -46,6 +47,7 @@ class ExperimentResult:
     metrics: dict
     wall_seconds: float
     log_path: Path
+    runs: int = 1
 
 
 def ledger_for(workspace: Path) -> Ledger:
@@ -106,17 +108,55 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
     else:
         commit = parent  # the baseline runs the code as the workspace was made
     ref = gitops.save_attempt_ref(workspace, f"{exp_id:05d}", commit)
-    ledger.set_commit(exp_id, commit, gitops.diff(workspace, parent, commit) if commit != parent else "", ref)
+    diff = gitops.diff(workspace, parent, commit) if commit != parent else ""
+    ledger.set_commit(exp_id, commit, diff, ref)
+    lines_added, lines_removed = change_size(diff)
+    incumbent_runs = (ledger.run_metrics(incumbent.id) or [incumbent.metric]) if incumbent else []
+    run_dir = workspace / STATE_DIR / "runs" / f"{exp_id:05d}"
+    ledger.set_log_path(exp_id, str((run_dir / "run.log").relative_to(workspace)))
+    values: list[float] = []
+    wall = 0.0
+    while True:  # one run, then reruns of the same commit while the judge asks for them
+        n = len(values) + 1
+        log_path = run_dir / ("run.log" if n == 1 else f"run{n}.log")
+        run, summary, metric, failure = _run_once(workspace, task, commit, log_path, on_line)
+        wall += run.wall_seconds
+        ledger.add_run(exp_id, n, metric=metric, metrics=summary, exit_code=run.exit_code, timed_out=run.timed_out,
+                       wall_seconds=run.wall_seconds, log_path=str(log_path.relative_to(workspace)))
+        if metric is not None and not failure:
+            values.append(metric)
+        sigma, dof = pooled_sigma(ledger.run_groups())
+        memory = summary.get("peak_vram_mb", 0.0)
+        evidence = Evidence(values, incumbent_runs, sigma, dof, classify_change(diff),
+                            memory / 1024 if isinstance(memory, float) else 0.0, lines_added, lines_removed)
+        decision = judge(task, evidence, failure)
+        if decision.status != "rerun":
+            break
+        if on_line is not None:
+            on_line(f"[autoresearch] {decision.reason}: running it again")
+    if decision.status != "keep" and commit != parent:
+        gitops.reset_branch(workspace, parent)
+    mean = statistics.fmean(values) if values else None
+    summary.update(harness_wall_seconds=round(wall, 1), runs=n, run_metrics=values, sigma=sigma, margin=decision.margin,
+                   change=evidence.change, lines_added=lines_added, lines_removed=lines_removed)
+    incumbent_metric = statistics.fmean(incumbent_runs) if incumbent_runs else None
+    ledger.finish(exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
+                  reason=decision.reason, exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=wall)
+    write_results_tsv(workspace / "results.tsv", ledger.experiments())
+    return ExperimentResult(id=exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric,
+                            reason=decision.reason, commit=commit, parent=parent, description=description,
+                            metrics=summary, wall_seconds=wall, log_path=run_dir / "run.log", runs=n)
 
+
+def _run_once(workspace: Path, task: Task, commit: str, log_path: Path, on_line) -> tuple[RunResult, dict, float | None, str]:
+    """Run the command once; restore frozen files it touched. Returns (run, summary, metric, failure)."""
     frozen_before = frozen_hashes(workspace, task)
-    log_path = workspace / STATE_DIR / "runs" / f"{exp_id:05d}" / "run.log"
-    ledger.set_log_path(exp_id, str(log_path.relative_to(workspace)))
     pgid_file = log_path.with_name("pgid")
+    pgid_file.parent.mkdir(parents=True, exist_ok=True)
     run = run_command(task.command, workspace, log_path, task.budget.timeout,
                       env=clean_environment(_task_env(workspace)), on_line=on_line,
                       on_start=lambda pgid: pgid_file.write_text(str(pgid)))
     pgid_file.unlink(missing_ok=True)
-
     summary = parse_summary(log_path.read_text(errors="replace"))
     metric = metric_value(summary, task.metric)
     failure = _failure(run, summary, metric, task)
@@ -124,17 +164,7 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
     if tampered:  # put the frozen files back before anything else runs
         gitops.git(workspace, "checkout", commit, "--", *tampered)
         failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
-    incumbent_metric = incumbent.metric if incumbent else None
-    decision = judge(task, metric, incumbent_metric, failure)
-    if decision.status != "keep" and commit != parent:
-        gitops.reset_branch(workspace, parent)
-    summary.setdefault("harness_wall_seconds", round(run.wall_seconds, 1))
-    ledger.finish(exp_id, status=decision.status, metric=metric, incumbent=incumbent_metric, metrics=summary,
-                  reason=decision.reason, exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=run.wall_seconds)
-    write_results_tsv(workspace / "results.tsv", ledger.experiments())
-    return ExperimentResult(id=exp_id, status=decision.status, metric=metric, incumbent=incumbent_metric,
-                            reason=decision.reason, commit=commit, parent=parent, description=description,
-                            metrics=summary, wall_seconds=run.wall_seconds, log_path=log_path)
+    return run, summary, metric, failure
 
 
 def _task_env(workspace: Path) -> dict[str, str]:

@@ -1,28 +1,128 @@
-"""Judge: keep or discard a finished experiment against the incumbent (the branch's current best).
+"""Judge: keep, discard or rerun a candidate against the incumbent, knowing the noise.
 
-For now the rule is the original's: the first experiment of a branch (the baseline) is kept, and
-later ones are kept only when strictly better. A run without a valid metric is a crash.
+Rule `noise` (the default): the baseline runs several times (3) so the run-to-run spread is
+known, and every later rerun refines it (pooled standard deviation of repeated runs of the same
+code). A candidate is kept only when its gain beats z times the standard deviation of the
+difference of the two means (and a floor); an apparent gain below that is the grey zone, where
+the candidate runs again (at most `max_reruns` times) before the decision. Changes that only
+touch a seed or comments are never kept for their own sake.
+
+Rule `strict` is the original's: kept if strictly better after one run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
 
 from autoresearch.task import Task
+
+SEED_LINE = re.compile(r"^\s*(#.*|[A-Z_]*SEED[A-Z_]*\s*=.*|.*\b(manual_seed|random\.seed|np\.random\.seed|set_seed)\(.*)?$")
+COMMENT_LINE = re.compile(r"^\s*(#.*)?$")
 
 
 @dataclass(frozen=True)
 class Decision:
-    status: str  # keep | discard | crash
+    status: str  # keep | discard | crash | rerun
     reason: str
+    margin: float | None = None  # gain in units of the difference's standard deviation
 
 
-def judge(task: Task, metric: float | None, incumbent: float | None, failure: str = "") -> Decision:
-    if failure or metric is None:
+@dataclass
+class Evidence:
+    """What the judge knows about one decision."""
+    candidate: list[float]  # valid metric of each run of the candidate
+    incumbent: list[float] = field(default_factory=list)  # of the incumbent; empty for the baseline
+    sigma: float | None = None  # run-to-run standard deviation, None while unknown
+    dof: int = 0  # degrees of freedom of that estimate (0: treat sigma as known)
+    change: str = ""  # "", "seed-only" or "comments-only"
+    memory_gb: float = 0.0
+    lines_added: int = 0
+    lines_removed: int = 0
+
+
+def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
+    settings = task.judge
+    if failure or not evidence.candidate:
         return Decision("crash", failure or f"no valid {task.metric} in the summary block")
-    if incumbent is None:
-        return Decision("keep", "baseline")
-    delta = metric - incumbent
-    if task.is_better(metric, incumbent):
-        return Decision("keep", f"{task.metric} {incumbent:.6f} -> {metric:.6f} ({delta:+.6f})")
-    return Decision("discard", f"not better than {incumbent:.6f} ({delta:+.6f})")
+    mean = statistics.fmean(evidence.candidate)
+    n = len(evidence.candidate)
+    if not evidence.incumbent:  # the baseline: measure the noise first
+        if settings.rule == "noise" and n < settings.baseline_runs:
+            return Decision("rerun", f"baseline run {n} of {settings.baseline_runs}")
+        spread = f", runs {' '.join(f'{x:.6f}' for x in evidence.candidate)}" if n > 1 else ""
+        return Decision("keep", f"baseline{spread}")
+    if settings.max_memory_gb and evidence.memory_gb > settings.max_memory_gb:
+        return Decision("discard", f"peak memory {evidence.memory_gb:.1f} GB over the {settings.max_memory_gb:g} GB cap")
+    incumbent = statistics.fmean(evidence.incumbent)
+    gain = (incumbent - mean) if task.direction == "minimize" else (mean - incumbent)
+    if settings.rule == "strict":
+        if gain > 0:
+            return Decision("keep", f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({-gain if task.direction == 'minimize' else gain:+.6f})")
+        return Decision("discard", f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
+
+    sd_diff = evidence.sigma * math.sqrt(1 / n + 1 / len(evidence.incumbent)) if evidence.sigma else None
+    margin = gain / sd_diff if sd_diff else None
+    where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {evidence.sigma:.6f}, {n} vs {len(evidence.incumbent)} runs)"
+             if margin is not None else f"gain {gain:+.6f} (no run-to-run noise measured)")
+    if evidence.change and settings.never_keep_seed_only:
+        return Decision("discard", f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
+    z = t_quantile(settings.z, evidence.dof)  # a sigma from few runs is itself uncertain: demand more
+    threshold = max(z * sd_diff if sd_diff else 0.0, settings.min_delta)
+    if gain > threshold:
+        return Decision("keep", f"{where} > {z:.2g} sd", margin)
+    simpler = evidence.lines_removed > evidence.lines_added
+    if settings.prefer_simpler and simpler and sd_diff and gain >= -sd_diff:  # the original's simplicity criterion
+        fewer = evidence.lines_removed - evidence.lines_added
+        return Decision("keep", f"as good within noise and {fewer} lines shorter; {where}", margin)
+    if gain > 0:
+        if n <= settings.max_reruns and (margin is None or margin >= settings.grey_zone):  # measure again
+            return Decision("rerun", f"grey zone: {where}", margin)
+        return Decision("discard", f"within noise after {n} run{'s' * (n > 1)}: {where}", margin)
+    return Decision("discard", f"not better: {where}", margin)
+
+
+def t_quantile(z: float, dof: int) -> float:
+    """Student's t quantile at the normal quantile z (Cornish-Fisher); z itself when dof is 0 (sigma known)."""
+    if dof <= 0:
+        return z
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+
+
+def pooled_sigma(groups: list[list[float]]) -> tuple[float | None, int]:
+    """Pooled standard deviation of repeated runs (each group: runs of one code), and its degrees of freedom."""
+    squares, dof = 0.0, 0
+    for runs in groups:
+        if len(runs) >= 2:
+            mean = statistics.fmean(runs)
+            squares += sum((x - mean) ** 2 for x in runs)
+            dof += len(runs) - 1
+    if dof == 0:
+        return None, 0
+    return math.sqrt(squares / dof), dof
+
+
+def classify_change(diff: str) -> str:
+    """"seed-only" or "comments-only" when the diff's changed lines touch nothing else, else ""."""
+    changed = [line[1:] for line in diff.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    if not changed:
+        return ""
+    if all(COMMENT_LINE.match(line) for line in changed):
+        return "comments-only"
+    if all(SEED_LINE.match(line) for line in changed):
+        return "seed-only"
+    return ""
+
+
+def change_size(diff: str) -> tuple[int, int]:
+    """(lines added, lines removed) of code, blank lines and comments not counted."""
+    added = removed = 0
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")) or COMMENT_LINE.match(line[1:] if line[:1] in "+-" else "#"):
+            continue
+        added += line.startswith("+")
+        removed += line.startswith("-")
+    return added, removed

@@ -40,6 +40,19 @@ CREATE TABLE IF NOT EXISTS experiments (
     finished_at   REAL
 );
 CREATE INDEX IF NOT EXISTS experiments_branch ON experiments (branch, id);
+CREATE TABLE IF NOT EXISTS runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_id INTEGER NOT NULL,
+    n             INTEGER NOT NULL,           -- 1 for the first run, 2.. for reruns of the same commit
+    metric        REAL,
+    metrics_json  TEXT NOT NULL DEFAULT '{}',
+    exit_code     INTEGER,
+    timed_out     INTEGER NOT NULL DEFAULT 0,
+    wall_seconds  REAL,
+    log_path      TEXT NOT NULL DEFAULT '',
+    finished_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment_id, n);
 CREATE TABLE IF NOT EXISTS proposals (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     kind          TEXT NOT NULL,              -- propose | fix
@@ -119,6 +132,26 @@ class Ledger:
                 self.db.execute("UPDATE proposals SET status = 'used', experiment_id = ? WHERE id = ?",
                                 (cur.lastrowid, proposal_id))
         return int(cur.lastrowid)
+
+    def add_run(self, exp_id: int, n: int, *, metric: float | None, metrics: dict, exit_code: int | None,
+                timed_out: bool, wall_seconds: float, log_path: str) -> None:
+        self.db.execute(
+            "INSERT INTO runs (experiment_id, n, metric, metrics_json, exit_code, timed_out, wall_seconds, log_path,"
+            " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (exp_id, n, metric, json.dumps(_finite(metrics)), exit_code, int(timed_out), wall_seconds, log_path, time.time()))
+
+    def run_metrics(self, exp_id: int) -> list[float]:
+        """The valid metric of every run of one experiment, in order."""
+        return [row[0] for row in self.db.execute(
+            "SELECT metric FROM runs WHERE experiment_id = ? AND metric IS NOT NULL ORDER BY n", (exp_id,))]
+
+    def run_groups(self) -> list[list[float]]:
+        """Valid metrics of repeated runs, one list per experiment that ran more than once (for the noise)."""
+        groups: dict[int, list[float]] = {}
+        for exp_id, metric in self.db.execute(
+                "SELECT experiment_id, metric FROM runs WHERE metric IS NOT NULL ORDER BY experiment_id, n"):
+            groups.setdefault(exp_id, []).append(metric)
+        return [g for g in groups.values() if len(g) >= 2]
 
     def add_proposal(self, record: dict) -> int:
         record = {**record, "created_at": time.time()}
@@ -208,9 +241,24 @@ def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
             continue
         crashed = exp.status == "crash" or exp.metric is None
         value, memory = (0.0, 0.0) if crashed else (exp.metric, exp.memory_gb)
-        description = " ".join(exp.description.split())  # no tabs or newlines inside a field
+        description = " ".join((exp.description + _decision_tag(exp)).split())  # no tabs or newlines in a field
         lines.append(f"{(exp.commit or exp.parent)[:7]}\t{value:.6f}\t{memory:.1f}\t{exp.status}\t{description}")
     return lines
+
+
+def _decision_tag(exp: Experiment) -> str:
+    """The noise and the decision's margin, short enough for a description column."""
+    runs, sigma, margin = exp.metrics.get("runs"), exp.metrics.get("sigma"), exp.metrics.get("margin")
+    parts = []
+    if isinstance(margin, (int, float)):
+        parts.append(f"{margin:+.1f} sd")
+    if isinstance(runs, (int, float)) and runs > 1:
+        parts.append(f"mean of {runs:.0f} runs")
+    if isinstance(sigma, (int, float)) and exp.incumbent is None:  # the baseline row says how noisy runs are
+        parts.append(f"sd {sigma:.4f}")
+    if exp.metrics.get("change"):
+        parts.append(str(exp.metrics["change"]))
+    return f" [{', '.join(parts)}]" if parts and exp.status != "crash" else ""
 
 
 def write_results_tsv(path: Path, experiments: list[Experiment]) -> None:

@@ -37,7 +37,7 @@ class DataSpec:
 @dataclass(frozen=True)
 class AgentSettings:
     """[agent]: who proposes. No model means the built-in random proposer over the knobs."""
-    provider: str = ""  # openai | anthropic | local | random ("" = openai if a model is named, else random)
+    provider: str = ""  # openai | anthropic | local | random | tpe ("" = openai if a model is named, else random)
     model: str = ""
     base_url: str = ""
     api_key_env: str = ""  # default: OPENAI_API_KEY or ANTHROPIC_API_KEY
@@ -46,6 +46,20 @@ class AgentSettings:
     max_edit_retries: int = 2
     max_fix_attempts: int = 2
     seed: int | None = None
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """[judge]: when a candidate counts as better. See judge.py."""
+    rule: str = "noise"  # noise | strict (the original: strictly better after one run)
+    baseline_runs: int = 3  # runs of the baseline, to measure the noise
+    z: float = 2.5  # a kept gain beats z standard deviations of the difference (2.0 kept ~5 % of null edits)
+    min_delta: float = 0.0  # and at least this much, in metric units
+    max_reruns: int = 2  # extra runs of a candidate in the grey zone
+    grey_zone: float = 1.0  # an apparent gain of at least this many sd (but under z) is run again
+    max_memory_gb: float = 0.0  # 0 = no cap
+    never_keep_seed_only: bool = True  # changes to seeds or comments alone are never kept
+    prefer_simpler: bool = True  # as good within noise and shorter code is kept
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Task:
     preset: str = ""
     data: DataSpec = field(default_factory=DataSpec)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
 
     def is_better(self, candidate: float, incumbent: float) -> bool:
         if self.direction == "minimize":
@@ -130,7 +145,24 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
             eval_tokens=int(data.get("eval_tokens", 0)),
         ),
         agent=_agent(raw.get("agent", {}), source),
+        judge=_judge(raw.get("judge", {}), source),
     )
+
+
+def _judge(table: dict, source: str) -> JudgeSettings:
+    known = set(JudgeSettings.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown [judge] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if table.get("rule", "noise") not in ("noise", "strict"):
+        raise ConfigError(f"{source}: [judge] rule must be noise or strict, not {table['rule']!r}")
+    try:
+        settings = JudgeSettings(**table)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: bad [judge] table ({exc})") from None
+    if settings.baseline_runs < 1 or settings.max_reruns < 0 or settings.z <= 0:
+        raise ConfigError(f"{source}: [judge] needs baseline_runs >= 1, max_reruns >= 0 and z > 0")
+    return settings
 
 
 def _agent(table: dict, source: str) -> AgentSettings:
@@ -138,8 +170,8 @@ def _agent(table: dict, source: str) -> AgentSettings:
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"{source}: unknown [agent] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    if table.get("provider", "") not in ("", "openai", "anthropic", "local", "random"):
-        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local or random, not {table['provider']!r}")
+    if table.get("provider", "") not in ("", "openai", "anthropic", "local", "random", "tpe"):
+        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local, random or tpe, not {table['provider']!r}")
     try:
         return AgentSettings(**table)
     except TypeError as exc:

@@ -1,0 +1,34 @@
+"""Classic proposers over the declared knobs: TPE (Optuna) and random steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch.knobs import parse_knobs
+from autoresearch.loop import LoopOptions, run_loop
+from autoresearch.task import load_task
+
+optuna = pytest.importorskip("optuna")
+from autoresearch.tpe import TPEProposer, distribution  # noqa: E402
+
+
+def test_distributions_follow_the_declarations():
+    from autoresearch.templates import template_dir
+
+    knobs = {k.name: k for k in parse_knobs((template_dir("llm") / "train.py").read_text())}
+    assert distribution(knobs["TOTAL_BATCH_SIZE"]).choices[:3] == (4096, 8192, 16384)
+    assert distribution(knobs["MATRIX_LR"]).log and distribution(knobs["DEPTH"]).low == 2
+    assert distribution(knobs["HEAD_DIM"]).choices == (32, 64, 128)
+
+
+def test_tpe_drives_the_loop_and_resumes(tiny_workspace):
+    ws = tiny_workspace
+    first = run_loop(ws, TPEProposer(seed=0), LoopOptions(max_experiments=5), on_event=lambda m: None)
+    second = run_loop(ws, TPEProposer(seed=0), LoopOptions(max_experiments=3), on_event=lambda m: None)
+    results = first.experiments + second.experiments
+    assert len(results) == 8 and all(r.status in ("keep", "discard") for r in results)
+    assert all(r.description.startswith("tpe: ") for r in results[1:])
+    knobs = {k.name: k for k in parse_knobs((ws / "train.py").read_text())}
+    assert set(knobs) == {"ORDER", "ALPHA"}
+    assert min(r.metric for r in results) < results[0].metric  # it found something better than the baseline
+    assert load_task(ws).agent.provider == ""  # nothing in the workspace had to change for it

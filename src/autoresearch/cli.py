@@ -1,4 +1,4 @@
-"""Command line: `autoresearch init | prepare | exp | run | status | history | mcp`."""
+"""Command line: `autoresearch init | prepare | exp | run | status | history | report | mcp`."""
 
 from __future__ import annotations
 
@@ -35,10 +35,11 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.task import ConfigError
     from autoresearch.workspace import WorkspaceError
 
+    from autoresearch.local_model import LocalModelError
     from autoresearch.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, FileNotFoundError, ValueError))
+                            ModelError, LocalModelError, FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable, for programs and agents")
     p.add_argument("--all-branches", action="store_true")
     p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("report", help="progress plot (PNG, SVG) and a static HTML report")
+    p.add_argument("source", nargs="?", type=Path, default=Path("."),
+                   help="a workspace (default: here) or any results.tsv in the original format")
+    p.add_argument("--out", type=Path, help="output directory (default: <workspace>/.autoresearch/report)")
+    p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("mcp", help="serve this workspace to outside agents over the Model Context Protocol (stdio)")
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
@@ -212,6 +219,27 @@ def cmd_history(args) -> int:
     if unused:
         counts = {s: sum(1 for p in unused if p["status"] == s) for s in ("failed", "duplicate", "stale", "pending")}
         print("proposals not run: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from autoresearch.workspace import WorkspaceError, find_workspace
+
+    source = args.source
+    if source.is_dir():
+        try:
+            source = find_workspace(source)
+        except WorkspaceError:
+            pass  # a plain directory holding a results.tsv
+    out = args.out or (source / ".autoresearch" / "report" if source.is_dir() else source.parent / "report")
+    try:
+        from autoresearch.report import make_report
+        paths = make_report(source, out)
+    except ImportError:
+        print("autoresearch: the report needs matplotlib: pip install 'autoresearch[report]'", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
     return 0
 
 

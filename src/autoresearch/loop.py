@@ -108,6 +108,14 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             head = gitops.head(workspace)
             return Request(workspace, task, ledger.experiments(branch), _files_at(workspace, head, task), in_flight, head)
 
+        def wait_after(message: str) -> None:
+            """A proposal that could not run: wait longer each time, so a stuck model costs little."""
+            nonlocal idle
+            idle += 1
+            pause = min(options.failure_backoff_s * 2 ** (idle - 1), MAX_FAILURE_BACKOFF_S)
+            on_event(f"{message}; next proposal in {pause:g} s")
+            time.sleep(pause)
+
         if ledger.incumbent(branch) is None:
             on_event("running the baseline (the code as it is)")
             result = run_experiment(workspace, "baseline", allow_empty=True, on_line=options.on_line, task=task)
@@ -128,13 +136,6 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             if proposal_id is None:
                 proposal_id = ledger.add_proposal({**draft.record(), "kind": "propose", "branch": branch,
                                                    "parent": parent, "status": "pending" if draft.proposal else "failed"})
-            def wait_after(message: str) -> None:
-                nonlocal idle
-                idle += 1
-                pause = min(options.failure_backoff_s * 2 ** (idle - 1), MAX_FAILURE_BACKOFF_S)
-                on_event(f"{message}; next proposal in {pause:g} s")
-                time.sleep(pause)
-
             if draft.proposal is None:
                 summary.proposals_failed += 1
                 wait_after(f"proposal failed ({draft.error})")

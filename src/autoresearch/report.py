@@ -1,0 +1,193 @@
+"""Report: the progress plot (PNG and SVG) and a static HTML report of a study.
+
+Reads a workspace's ledger (diffs, logs, reasons) or, for results from anywhere, a `results.tsv`
+in the original five-column format. The plot follows the original's teaser: experiment number
+against val_bpb, discarded runs faint, kept runs highlighted and labelled with their
+descriptions, the running best as a step line, crashes marked.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.ledger import RESULTS_HEADER
+
+
+class ReportError(ValueError):
+    """Results that cannot be read; one line."""
+
+
+@dataclass
+class Row:
+    index: int  # experiment number, 0 = the baseline
+    commit: str
+    metric: float | None  # None for crashes
+    memory_gb: float
+    status: str
+    description: str
+    reason: str = ""
+    diff: str = ""
+    log_tail: str = ""
+
+
+def read_results_tsv(path: Path) -> list[Row]:
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None or "\t".join(header[:5]) != RESULTS_HEADER:
+            raise ReportError(f"{path}: not a results.tsv (expected the header {RESULTS_HEADER!r})")
+        rows = []
+        for number, fields in enumerate(reader, start=2):
+            if not fields:
+                continue
+            if len(fields) < 5:
+                raise ReportError(f"{path}:{number}: expected 5 tab-separated fields, found {len(fields)}")
+            commit, value, memory, status, description = fields[:5]
+            try:
+                metric = float(value)
+                memory_gb = float(memory)
+            except ValueError:
+                raise ReportError(f"{path}:{number}: val_bpb and memory_gb must be numbers") from None
+            crashed = status == "crash" or metric == 0.0 or not math.isfinite(metric)
+            rows.append(Row(len(rows), commit, None if crashed else metric, memory_gb, status, description))
+    return rows
+
+
+def read_workspace(workspace: Path) -> list[Row]:
+    from autoresearch.experiment import ledger_for, log_tail
+
+    ledger = ledger_for(workspace)
+    try:
+        experiments = [e for e in ledger.experiments() if e.status != "running"]
+    finally:
+        ledger.close()
+    return [Row(i, (e.commit or e.parent)[:7], e.metric if e.status != "crash" else None,
+                e.memory_gb, e.status, e.description, e.reason, e.diff,
+                log_tail(workspace / e.log_path, 30) if e.log_path else "")
+            for i, e in enumerate(experiments)]
+
+
+def running_best(rows: list[Row]) -> list[float | None]:
+    """The best kept value after each experiment (what the branch stands on)."""
+    best, out = None, []
+    for row in rows:
+        if row.status == "keep" and row.metric is not None and (best is None or row.metric < best):
+            best = row.metric
+        out.append(best)
+    return out
+
+
+def plot_progress(rows: list[Row], out_stem: Path, title: str = "autoresearch progress") -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = [r for r in rows if r.status == "keep" and r.metric is not None]
+    discarded = [r for r in rows if r.status != "keep" and r.metric is not None]
+    crashed = [r for r in rows if r.metric is None]
+    best = running_best(rows)
+    fig, ax = plt.subplots(figsize=(12, 6))
+    ax.scatter([r.index for r in discarded], [r.metric for r in discarded], s=14, color="#9aa0a6", alpha=0.45,
+               label=f"discarded ({len(discarded)})", zorder=2)
+    ax.scatter([r.index for r in kept], [r.metric for r in kept], s=36, color="#1e8e3e", label=f"kept ({len(kept)})",
+               zorder=4)
+    steps = [(r.index, b) for r, b in zip(rows, best) if b is not None]
+    if steps:
+        ax.step([x for x, _ in steps], [y for _, y in steps], where="post", color="#1e8e3e", linewidth=1.5,
+                label="running best", zorder=3)
+    values = [r.metric for r in rows if r.metric is not None]
+    if crashed and values:
+        low, high = min(values), max(values)
+        ax.scatter([r.index for r in crashed], [high + 0.02 * (high - low or 1)] * len(crashed), marker="x",
+                   color="#d93025", label=f"crashed ({len(crashed)})", zorder=4)
+    for r in kept:
+        ax.annotate(r.description[:48], (r.index, r.metric), xytext=(4, 6), textcoords="offset points",
+                    fontsize=7, rotation=30, color="#1e6e34")
+    ax.set_xlabel("experiment")
+    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_title(title)
+    ax.grid(alpha=0.25)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def write_html(rows: list[Row], svg: Path, out: Path, title: str = "autoresearch report") -> Path:
+    values = [r.metric for r in rows if r.metric is not None]
+    best = running_best(rows)
+    baseline = rows[0].metric if rows else None
+    final = best[-1] if best else None
+    gains = []
+    incumbent = None
+    for row, after in zip(rows, best):
+        if row.status == "keep" and incumbent is not None and row.metric is not None:
+            gains.append((incumbent - row.metric, row))
+        incumbent = after
+    gains.sort(key=lambda g: -g[0])
+    counts = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
+    improvement = (f"{baseline:.6f} → {final:.6f} ({100 * (final - baseline) / baseline:+.2f} %)"
+                   if baseline and final else "—")
+    esc = html.escape
+
+    def row_html(r: Row) -> str:
+        value = f"{r.metric:.6f}" if r.metric is not None else "crash"
+        details = ""
+        if r.diff or r.log_tail or r.reason:
+            details = (f"<details><summary>details</summary><p>{esc(r.reason)}</p>"
+                       + (f"<h4>diff</h4><pre>{esc(r.diff)}</pre>" if r.diff else "")
+                       + (f"<h4>log tail</h4><pre>{esc(r.log_tail)}</pre>" if r.log_tail else "") + "</details>")
+        return (f'<tr class="{r.status}"><td>{r.index}</td><td><code>{esc(r.commit)}</code></td><td>{value}</td>'
+                f"<td>{r.memory_gb:.1f}</td><td>{r.status}</td><td>{esc(r.description)}{details}</td></tr>")
+
+    gain_items = "".join(f"<li><b>{g:+.6f}</b> — #{r.index} {esc(r.description)}</li>" for g, r in gains[:10]) or "<li>none yet</li>"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #202124; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
+td, th {{ border-bottom: 1px solid #e0e0e0; padding: 4px 8px; text-align: left; vertical-align: top; }}
+tr.keep td {{ background: #e6f4ea; }} tr.crash td {{ background: #fce8e6; }} tr.discard td {{ color: #5f6368; }}
+pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
+.summary span {{ margin-right: 2em; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+<p class="summary"><span><b>{len(rows)}</b> experiments</span><span><b>{counts['keep']}</b> kept</span>
+<span><b>{counts['discard']}</b> discarded</span><span><b>{counts['crash']}</b> crashed</span>
+<span>val_bpb {esc(improvement)}</span><span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
+<div class="plot">{svg.read_text() if svg.exists() else ""}</div>
+<h2>Biggest gains</h2><ol>{gain_items}</ol>
+<h2>All experiments</h2>
+<table><tr><th>#</th><th>commit</th><th>val_bpb</th><th>memory GB</th><th>status</th><th>description</th></tr>
+{''.join(row_html(r) for r in rows)}
+</table></body></html>
+"""
+    out.write_text(page)
+    return out
+
+
+def make_report(source: Path, out_dir: Path) -> list[Path]:
+    """Report from a workspace (its ledger) or from a results.tsv file; returns the files written."""
+    source = Path(source)
+    if source.is_dir() and (source / ".autoresearch" / "ledger.sqlite").exists():
+        rows, title = read_workspace(source), f"autoresearch: {source.name}"
+    elif source.is_dir() and (source / "results.tsv").exists():
+        rows, title = read_results_tsv(source / "results.tsv"), f"autoresearch: {source.name}"
+    elif source.is_file():
+        rows, title = read_results_tsv(source), f"autoresearch: {source.name}"
+    else:
+        raise ReportError(f"{source}: neither a workspace with results nor a results.tsv")
+    if not rows:
+        raise ReportError(f"{source}: no finished experiments yet")
+    png, svg = plot_progress(rows, out_dir / "progress", title)
+    page = write_html(rows, svg, out_dir / "report.html", title)
+    return [png, svg, page]

@@ -1,0 +1,54 @@
+"""The progress plot and the HTML report, from a workspace and from an original results.tsv."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch.loop import LoopOptions, run_loop
+from autoresearch.proposers import RandomProposer
+
+from conftest import run_cli
+
+pytest.importorskip("matplotlib")
+from autoresearch.report import ReportError, make_report, read_results_tsv, running_best  # noqa: E402
+
+ORIGINAL = """commit\tval_bpb\tmemory_gb\tstatus\tdescription
+a1b2c3d\t0.997900\t44.0\tkeep\tbaseline
+b2c3d4e\t0.993200\t44.2\tkeep\tincrease LR to 0.04
+c3d4e5f\t1.005000\t44.0\tdiscard\tswitch to GeLU activation
+d4e5f6g\t0.000000\t0.0\tcrash\tdouble model width (OOM)
+e5f6g7h\t0.990100\t44.1\tkeep\tadd value embeddings
+f6g7h8i\t0.991000\t44.1\tdiscard\tchange the seed
+"""
+
+
+def test_original_results_tsv_is_plotted_with_the_same_kept_points_and_best(tmp_path):
+    path = tmp_path / "results.tsv"
+    path.write_text(ORIGINAL)
+    rows = read_results_tsv(path)
+    assert [r.index for r in rows if r.status == "keep"] == [0, 1, 4]
+    assert rows[3].metric is None  # the crash is not a point at 0.0
+    assert running_best(rows) == [0.9979, 0.9932, 0.9932, 0.9932, 0.9901, 0.9901]
+    out = run_cli("report", str(path), "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    png, svg, page = (tmp_path / "out" / name for name in ("progress.png", "progress.svg", "report.html"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and svg.read_text().lstrip().startswith("<?xml")
+    text = page.read_text()
+    assert "0.997900 → 0.990100" in text and "add value embeddings" in text and "<svg" in text
+    assert text.index("increase LR to 0.04") < text.index("switch to GeLU")
+
+
+def test_report_from_a_workspace_has_diffs_and_logs(tiny_workspace):
+    run_loop(tiny_workspace, RandomProposer(seed=4), LoopOptions(max_experiments=4), on_event=lambda m: None)
+    paths = make_report(tiny_workspace, tiny_workspace / "report")
+    page = paths[2].read_text()
+    assert page.count("<tr class=") == 4 and "<h4>diff</h4>" in page and "val_bpb:" in page
+
+
+def test_bad_results_are_one_line_errors(tmp_path):
+    bad = tmp_path / "results.tsv"
+    bad.write_text("a\tb\n")
+    with pytest.raises(ReportError, match="not a results.tsv"):
+        make_report(bad, tmp_path / "out")
+    out = run_cli("report", str(tmp_path / "missing.tsv"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1

@@ -139,3 +139,24 @@ def test_sigkill_during_an_experiment_then_resume(tiny_workspace):
     assert len(set(commits)) == len(commits)  # nothing ran twice
     for e in experiments:
         assert git(ws, "rev-parse", f"refs/autoresearch/attempts/{e.id:05d}") == e.commit
+
+
+def test_top_k_explores_from_other_kept_commits_and_returns_to_the_best(tiny_workspace):
+    ws = tiny_workspace
+    events = []
+    options = LoopOptions(max_experiments=10, top_k=3, explore=1.0, seed=0)
+    summary = run_loop(ws, RandomProposer(seed=11), options, on_event=events.append)
+    ledger = ledger_for(ws)
+    experiments = ledger.experiments()
+    best = ledger.incumbent(experiments[0].branch)
+    ledger.close()
+    kept_commits = [e.commit for e in experiments if e.status == "keep"]
+    explored = [e for e in experiments[1:] if e.parent != _best_before(experiments, e)]
+    assert any(m.startswith("exploring from #") for m in events)
+    assert explored and all(e.parent in kept_commits for e in explored)
+    assert git(ws, "rev-parse", "HEAD") == best.commit and len(summary.experiments) == 10
+
+
+def _best_before(experiments, exp):
+    kept = [e for e in experiments if e.status == "keep" and e.id < exp.id]
+    return kept[-1].commit

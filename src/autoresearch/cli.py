@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-fix-attempts", type=int, help="times a crash goes back to the model (default 2)")
     p.add_argument("--seed", type=int, help="seed of the random proposer")
     p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while one trains")
+    p.add_argument("--top-k", type=int, default=1,
+                   help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the training output")
     p.set_defaults(handler=cmd_run)
 
@@ -168,6 +170,7 @@ def cmd_run(args) -> int:
     if settings.provider == "random":
         print(NO_MODEL_HINT, flush=True)
     options = LoopOptions(max_experiments=args.max_experiments, hours=args.hours, pipeline=not args.no_pipeline,
+                          top_k=args.top_k, seed=args.seed,
                           max_fix_attempts=settings.max_fix_attempts,
                           on_line=(lambda line: print("  " + line, flush=True)) if args.verbose else None)
     with ExitStack() as stack:

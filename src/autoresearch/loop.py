@@ -6,13 +6,16 @@ interrupted (never run again), and a proposal made but not yet run is used, not 
 
 With pipelining on, the next proposal is written while the current experiment trains, against
 the incumbent's files; if the current one is kept and the proposal no longer applies to the new
-best, it is marked stale and a fresh one is asked for.
+best, it is marked stale and a fresh one is asked for. With `top_k` > 1 the loop sometimes
+proposes from another of the k best kept commits (a small tree, as in AIDE); it then proposes
+synchronously, since the base of the next proposal is only chosen when it is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,9 @@ class LoopOptions:
     pipeline: bool = True
     max_fix_attempts: int = 2
     stop_file: Path | None = None  # default: <workspace>/.autoresearch/stop
+    top_k: int = 1  # >1: sometimes branch from one of the k best kept commits, not only the best (a small tree)
+    explore: float = 0.3  # with top_k > 1: the share of proposals made from a commit other than the best
+    seed: int | None = None  # of that choice
     failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
     max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
     on_line: Callable[[str], None] | None = None  # training output, line by line
@@ -90,6 +96,8 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             on_event(f"closed {len(closed)} experiment(s) interrupted by the last stop: {closed}")
         branch = gitops.current_branch(workspace)
         tried = _tried_contents(workspace, ledger, branch, task)
+        rng = random.Random(options.seed)
+        _back_to_best(workspace, ledger, branch)  # a stop in the middle of an exploration left it elsewhere
 
         def stop_reason() -> str:
             if idle >= options.max_idle_proposals:
@@ -130,6 +138,7 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             if background is not None:
                 (draft, parent), background = background.result(), None
             else:
+                _maybe_explore(workspace, ledger, branch, options, rng, on_event)
                 parent = gitops.head(workspace)
                 draft = _pending_draft(ledger, branch, parent) or proposer.propose(request([]))
             proposal_id = draft.ledger_id
@@ -158,7 +167,7 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             idle = 0
             for path, text in new_files.items():
                 (workspace / path).write_text(text)
-            if options.pipeline:  # write the next proposal while this one trains
+            if options.pipeline and options.top_k <= 1:  # write the next proposal while this one trains
                 next_request = request([draft.proposal.description])
                 background = _Background(lambda: (proposer.propose(next_request), next_request.parent))
             on_event(f"experiment: {draft.proposal.description}")
@@ -169,6 +178,7 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             on_event(_result_line(result))
             if result.status == "crash":
                 _fix_crash(workspace, task, ledger, branch, proposer, result, options, summary, tried, on_event)
+            _back_to_best(workspace, ledger, branch)
         summary.stop_reason = reason
         return summary
     except KeyboardInterrupt:
@@ -212,6 +222,32 @@ def _fix_crash(workspace: Path, task: Task, ledger, branch: str, proposer: Propo
         on_event(_result_line(crashed))
         if crashed.status != "crash":
             return
+
+
+def _maybe_explore(workspace: Path, ledger, branch: str, options: LoopOptions, rng: random.Random, on_event) -> None:
+    """With top_k > 1, sometimes move the branch to another of the k best kept commits to propose
+    from there (AIDE-style tree search). The candidate is still judged against the best."""
+    if options.top_k <= 1 or rng.random() >= options.explore:
+        return
+    kept = sorted((e for e in ledger.experiments(branch) if e.status == "keep" and e.metric is not None),
+                  key=lambda e: e.metric)
+    best = ledger.incumbent(branch)
+    others = [e for e in kept[:options.top_k] if best is None or e.commit != best.commit]
+    if others:
+        choice = rng.choice(others)
+        gitops.reset_branch(workspace, choice.commit)
+        on_event(f"exploring from #{choice.id} ({choice.metric:.6f}: {choice.description})")
+
+
+def _back_to_best(workspace: Path, ledger, branch: str) -> None:
+    """Between experiments the branch stands on the best kept commit. Only a branch left on another
+    kept commit (an exploration) is moved: a commit of the researcher's own is never dropped."""
+    best = ledger.incumbent(branch)
+    head = gitops.head(workspace)
+    if best is None or not best.commit or head == best.commit:
+        return
+    if head in {e.commit for e in ledger.experiments(branch) if e.status == "keep"}:
+        gitops.reset_branch(workspace, best.commit)
 
 
 def _pending_draft(ledger, branch: str, head: str) -> Draft | None:

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
     p.add_argument("--allow-empty", action="store_true", help="run even if nothing changed (a rerun of the same code)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the training output")
+    p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.set_defaults(handler=cmd_exp)
 
     p = sub.add_parser("run", help="the autonomous loop: propose, run, judge, keep or revert, record, until stopped")
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while one trains")
     p.add_argument("--top-k", type=int, default=1,
                    help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
-    p.add_argument("-v", "--verbose", action="store_true", help="stream the training output")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream the training output (plain mode)")
+    p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("history", help="every experiment with its proposal: tokens, cost, latency")
@@ -144,12 +146,19 @@ def cmd_exp(args) -> int:
     from autoresearch.experiment import log_tail, run_experiment
     from autoresearch.workspace import find_workspace
 
+    from autoresearch.loop import result_line
+    from autoresearch.task import load_task
+
     workspace = find_workspace(args.workspace)
     on_line = None if args.quiet else (lambda line: print(line, flush=True))
-    result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line)
-    value = f"{result.metric:.6f}" if result.metric is not None else "-"
-    print(f"experiment {result.id}: {result.status.upper()} val={value} | {result.reason} | "
-          f"{result.wall_seconds:.1f} s | commit {result.commit[:7]}")
+    if not args.quiet and _live_view_wanted(args):
+        with _live_view(load_task(workspace)) as view:
+            view.on_event(f"experiment: {args.message}")
+            result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=view.on_line)
+            view.on_event(result_line(result))
+    else:
+        result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line)
+    print(f"{result_line(result)} | commit {result.commit[:7]}")
     if result.status == "crash" and args.quiet:
         print(log_tail(result.log_path, 15))
     return 0
@@ -177,7 +186,11 @@ def cmd_run(args) -> int:
         proposer = make_proposer(settings, stack)
         label = f"{settings.provider}" + (f" {settings.model}" if settings.model else "")
         print(f"autoresearch run in {workspace} with {label}; stop with Ctrl-C or `touch .autoresearch/stop`", flush=True)
-        summary = run_loop(workspace, proposer, options, on_event=lambda msg: print(msg, flush=True))
+        on_event = lambda msg: print(msg, flush=True)  # noqa: E731
+        if _live_view_wanted(args):
+            view = stack.enter_context(_live_view(task))
+            options.on_line, on_event = view.on_line, view.on_event
+        summary = run_loop(workspace, proposer, options, on_event=on_event)
     kept = sum(1 for r in summary.experiments if r.status == "keep")
     print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
           f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
@@ -278,6 +291,16 @@ def cmd_status(args) -> int:
     if best is not None:
         print(f"best: {best.metric:.6f} at {best.commit[:7]} ({best.description})")
     return 0
+
+
+def _live_view_wanted(args) -> bool:
+    return sys.stdout.isatty() and not args.plain and not getattr(args, "verbose", False)
+
+
+def _live_view(task):
+    from autoresearch.view import LiveView
+
+    return LiveView(task.budget.value if task.budget.kind == "seconds" else 0.0)
 
 
 def _git(path: Path, *args: str) -> str:

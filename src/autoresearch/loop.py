@@ -128,7 +128,7 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             on_event("running the baseline (the code as it is)")
             result = run_experiment(workspace, "baseline", allow_empty=True, on_line=options.on_line, task=task)
             summary.experiments.append(result)
-            on_event(_result_line(result))
+            on_event(result_line(result))
             if result.status != "keep":
                 summary.stop_reason = f"the baseline crashed ({result.reason}); fix the task and run again"
                 return summary
@@ -175,7 +175,7 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
                                     proposal_id=proposal_id)
             tried.add(key)
             summary.experiments.append(result)
-            on_event(_result_line(result))
+            on_event(result_line(result))
             if result.status == "crash":
                 _fix_crash(workspace, task, ledger, branch, proposer, result, options, summary, tried, on_event)
             _back_to_best(workspace, ledger, branch)
@@ -219,7 +219,7 @@ def _fix_crash(workspace: Path, task: Task, ledger, branch: str, proposer: Propo
         crashed = run_experiment(workspace, description, on_line=options.on_line, task=task, proposal_id=proposal_id)
         tried.add(_content_key(fixed))
         summary.experiments.append(crashed)
-        on_event(_result_line(crashed))
+        on_event(result_line(crashed))
         if crashed.status != "crash":
             return
 
@@ -288,6 +288,6 @@ def _tried_contents(workspace: Path, ledger, branch: str, task: Task) -> set[str
     return keys
 
 
-def _result_line(result: ExperimentResult) -> str:
+def result_line(result: ExperimentResult) -> str:
     value = f"{result.metric:.6f}" if result.metric is not None else "-"
     return f"experiment {result.id}: {result.status.upper()} {value} | {result.reason} | {result.wall_seconds:.1f} s"

@@ -1,0 +1,53 @@
+"""The live terminal view, rendered by rich into a recorded console."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+
+from rich.console import Console
+
+from autoresearch.view import LiveView
+
+
+def test_view_shows_progress_results_best_and_noise():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    with LiveView(60, console=console) as view:
+        view.on_event("running the baseline (the code as it is)")
+        view.on_line("step 00010 ( 20.0%) | loss 5.1234 | lrm 1.00 | dt 1200ms | tok/s 6,651 | mfu 50.0% | epoch 1")
+        view.on_event("experiment 1: KEEP 2.380000 | baseline, runs 2.38 2.37 2.39 | 213.0 s")
+        view.on_event("experiment: halve the batch")
+        view.on_line("step 00040 ( 55.5%) | loss 4.4000 | lrm 1.00 | dt 600ms | tok/s 6,500 | mfu 49.0% | epoch 1")
+        text = console.export_text()
+        view.on_event("experiment 2: DISCARD 2.390000 | not better: gain -0.010000 = -1.2 sd (sigma 0.006000, 1 vs 3 runs) | 71.0 s")
+    text += console.export_text()
+    assert "55.5% of the budget" in text and "step 40" in text and "loss 4.4000" in text and "6,500 tok/s" in text
+    assert "best: #1 2.380000" in text and "baseline" in text
+    assert "DISCARD" not in text and "discard" in text and "noise sd 0.006000" in text
+
+
+def test_cli_uses_the_live_view_on_a_terminal_and_plain_lines_otherwise(tiny_workspace):
+    # a real pseudo-terminal: the CLI sees a TTY and draws the view
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", "exp", "-m", "baseline"], cwd=tiny_workspace,
+                            stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "120"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(main)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0 and "autoresearch" in screen and "best: #1" in screen and "╭" in screen
+    plain = subprocess.run([sys.executable, "-m", "autoresearch.cli", "exp", "--allow-empty", "-m", "again"],
+                           cwd=tiny_workspace, capture_output=True, text=True)
+    assert "╭" not in plain.stdout and "experiment 2: DISCARD" in plain.stdout

@@ -5,6 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 command -v git >/dev/null || { echo "setup: git is required (apt-get install git)" >&2; exit 1; }
+# Debian's Chromium for the dashboard's browser tests (Playwright cannot download browsers here):
+# in CI, or on request (BROWSER_TESTS=1).
+if { [ "${CI:-}" = "true" ] || [ "${BROWSER_TESTS:-}" = "1" ]; } && ! command -v chromium >/dev/null; then
+  SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+  if command -v apt-get >/dev/null; then
+    $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } \
+      || echo "setup: WARNING: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "setup: WARNING: no apt-get; install Chromium yourself for the browser tests" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -1,4 +1,4 @@
-"""Command line: `autoresearch init | prepare | exp | run | status | history | report | mcp`."""
+"""Command line: `autoresearch init | prepare | exp | run | status | history | report | dashboard | mcp`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
+    from autoresearch.dashboard import DashboardError
     from autoresearch.data.download import DownloadError
     from autoresearch.data.shakespeare import DatasetError
     from autoresearch.experiment import ExperimentError
@@ -39,7 +40,7 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, LocalModelError, FileNotFoundError, ValueError))
+                            ModelError, LocalModelError, DashboardError, FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a workspace (default: here) or any results.tsv in the original format")
     p.add_argument("--out", type=Path, help="output directory (default: <workspace>/.autoresearch/report)")
     p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("dashboard", help="a live, read-only web page of the study (127.0.0.1 by default)")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--host", default="127.0.0.1", help="any other address than loopback requires a token")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", help="the access token (default: none on loopback, a random one elsewhere)")
+    p.set_defaults(handler=cmd_dashboard)
 
     p = sub.add_parser("mcp", help="serve this workspace to outside agents over the Model Context Protocol (stdio)")
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
@@ -256,6 +264,19 @@ def cmd_report(args) -> int:
         return 1
     for path in paths:
         print(path)
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from autoresearch.dashboard import DashboardServer
+    from autoresearch.workspace import find_workspace
+
+    server = DashboardServer(find_workspace(args.workspace), host=args.host, port=args.port, token=args.token)
+    print(f"dashboard: {server.url}  (read-only; Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

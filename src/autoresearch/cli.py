@@ -85,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the training output (plain mode)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
+    p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
+                   help="log each experiment to MLflow (default store: .autoresearch/mlruns; needs the mlflow extra)")
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("export", help="export the ledger: MLflow runs")
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI", required=True,
+                   help="MLflow tracking URI (default: a local store in .autoresearch/mlruns)")
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("history", help="every experiment with its proposal: tokens, cost, latency")
     p.add_argument("-C", "--workspace", type=Path, default=Path("."))
@@ -186,8 +194,15 @@ def cmd_run(args) -> int:
                        max_fix_attempts=args.max_fix_attempts)
     if settings.provider == "random":
         print(NO_MODEL_HINT, flush=True)
+    if args.mlflow is not None:
+        try:  # fail now, not after the first experiment
+            from autoresearch.mlflow_export import export_to_mlflow
+        except ImportError:
+            print("autoresearch: --mlflow needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
+            return 1
     options = LoopOptions(max_experiments=args.max_experiments, hours=args.hours, pipeline=not args.no_pipeline,
                           top_k=args.top_k, seed=args.seed,
+                          on_result=(lambda _: export_to_mlflow(workspace, args.mlflow or None)) if args.mlflow is not None else None,
                           max_fix_attempts=settings.max_fix_attempts,
                           on_line=(lambda line: print("  " + line, flush=True)) if args.verbose else None)
     with ExitStack() as stack:
@@ -202,6 +217,20 @@ def cmd_run(args) -> int:
     kept = sum(1 for r in summary.experiments if r.status == "keep")
     print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
           f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from autoresearch.workspace import find_workspace
+
+    workspace = find_workspace(args.workspace)
+    try:
+        from autoresearch.mlflow_export import default_tracking_uri, export_to_mlflow
+    except ImportError:
+        print("autoresearch: MLflow export needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
+        return 1
+    count = export_to_mlflow(workspace, args.mlflow or None)
+    print(f"logged {count} experiment(s) to {args.mlflow or default_tracking_uri(workspace)}")
     return 0
 
 

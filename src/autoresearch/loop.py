@@ -45,6 +45,7 @@ class LoopOptions:
     failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
     max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
     on_line: Callable[[str], None] | None = None  # training output, line by line
+    on_result: Callable[[ExperimentResult], None] | None = None  # after each experiment (exports, ...)
 
 
 @dataclass
@@ -179,6 +180,8 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             if result.status == "crash":
                 _fix_crash(workspace, task, ledger, branch, proposer, result, options, summary, tried, on_event)
             _back_to_best(workspace, ledger, branch)
+            if options.on_result is not None:
+                options.on_result(result)
         summary.stop_reason = reason
         return summary
     except KeyboardInterrupt:

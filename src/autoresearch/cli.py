@@ -268,7 +268,9 @@ def cmd_history(args) -> int:
         value = f"{row['metric']:.6f}" if row["metric"] is not None and row["status"] != "crash" else "-"
         model = (f" | {p['proposer']} {p['model']} {p['tokens_in']}+{p['tokens_out']} tok"
                  + (f" ${p['cost_usd']:.4f}" if p["cost_usd"] is not None else "") + f" {p['latency_s']:.1f}s") if p else ""
-        print(f"{row['id']:4d} {(row['commit'] or '')[:7]} {row['status']:7s} {value:>9s}  {row['description']}{model}")
+        size = row["metrics"].get("lines_added"), row["metrics"].get("lines_removed")
+        lines = f" [+{size[0]:.0f}/-{size[1]:.0f} lines]" if None not in size else ""
+        print(f"{row['id']:4d} {(row['commit'] or '')[:7]} {row['status']:7s} {value:>9s}  {row['description']}{lines}{model}")
     if unused:
         counts = {s: sum(1 for p in unused if p["status"] == s) for s in ("failed", "duplicate", "stale", "pending")}
         print("proposals not run: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,18 +85,8 @@ class OpenAIChat:
         if json_schema is not None:  # llama.cpp's server and vLLM enforce the schema while decoding
             args["response_format"] = {"type": "json_object", "schema": json_schema}
         started = time.monotonic()
-        try:
+        with _one_line_errors(openai, self.base_url or "api.openai.com", self.api_key_env, self.max_retries):
             response = self._client.chat.completions.create(**args)
-        except openai.APIConnectionError as exc:
-            where = self.base_url or "api.openai.com"
-            kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "is unreachable"
-            raise ModelError(f"the model server at {where} {kind} after {self.max_retries} retries; start it or fix --base-url") from None
-        except openai.AuthenticationError:
-            raise ModelError(f"the model server refused the API key: check {self.api_key_env}") from None
-        except openai.APIStatusError as exc:
-            raise ModelError(f"the model server answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
-        except (openai.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
-            raise ModelError(f"bad answer from the model server: {_first_line(str(exc))}") from None
         latency = time.monotonic() - started
         if not response.choices:
             raise ModelError("the model server answered with no choices")
@@ -129,23 +120,30 @@ class AnthropicChat:
         # current Anthropic SDKs take no temperature: the model's default sampling is used
         args = dict(model=self.name, system=system, messages=messages, max_tokens=self.max_tokens)
         started = time.monotonic()
-        try:
+        with _one_line_errors(anthropic, self.base_url or "api.anthropic.com", self.api_key_env, self.max_retries):
             response = self._client.messages.create(**args)
-        except anthropic.APIConnectionError as exc:
-            where = self.base_url or "api.anthropic.com"
-            kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "is unreachable"
-            raise ModelError(f"the model server at {where} {kind} after {self.max_retries} retries; check the network or --base-url") from None
-        except anthropic.AuthenticationError:
-            raise ModelError(f"Anthropic refused the API key: check {self.api_key_env}") from None
-        except anthropic.APIStatusError as exc:
-            raise ModelError(f"Anthropic answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
-        except (anthropic.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
-            raise ModelError(f"bad answer from Anthropic: {_first_line(str(exc))}") from None
         latency = time.monotonic() - started
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
         return Completion(text=text, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency,
                           cost_usd=price(self.name, tokens_in, tokens_out))
+
+
+@contextmanager
+def _one_line_errors(sdk, where: str, key_env: str, retries: int):
+    """The SDK's exceptions (openai and anthropic share their shape) as one-line ModelErrors."""
+    try:
+        yield
+    except sdk.APIConnectionError as exc:
+        kind = "timed out" if isinstance(exc, sdk.APITimeoutError) else "is unreachable"
+        raise ModelError(f"the model server at {where} {kind} after {retries} retries; "
+                         "check the network, start the server or fix --base-url") from None
+    except sdk.AuthenticationError:
+        raise ModelError(f"the model server at {where} refused the API key: check {key_env}") from None
+    except sdk.APIStatusError as exc:
+        raise ModelError(f"the model server at {where} answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
+    except (sdk.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
+        raise ModelError(f"bad answer from the model server at {where}: {_first_line(str(exc))}") from None
 
 
 def _first_line(text: str) -> str:

@@ -146,11 +146,21 @@ class Ledger:
             "SELECT metric FROM runs WHERE experiment_id = ? AND metric IS NOT NULL ORDER BY n", (exp_id,))]
 
     def run_groups(self) -> list[list[float]]:
-        """Valid metrics of repeated runs, one list per experiment that ran more than once (for the noise)."""
+        """Valid metrics of repeated runs of the same code, one list per code that ran more than once
+        (for the noise). An experiment that changed only seeds or comments counts as a repeat of its
+        parent: that is exactly run-to-run noise, measured for free."""
+        first_with_commit: dict[str, int] = {}
+        same_code_as: dict[int, int] = {}
+        for exp_id, commit, parent, metrics_json in self.db.execute(
+                "SELECT id, commit_sha, parent, metrics_json FROM experiments ORDER BY id"):
+            if commit:
+                first_with_commit.setdefault(commit, exp_id)
+            change = json.loads(metrics_json or "{}").get("change")
+            same_code_as[exp_id] = first_with_commit.get(parent, exp_id) if change else exp_id
         groups: dict[int, list[float]] = {}
         for exp_id, metric in self.db.execute(
                 "SELECT experiment_id, metric FROM runs WHERE metric IS NOT NULL ORDER BY experiment_id, n"):
-            groups.setdefault(exp_id, []).append(metric)
+            groups.setdefault(same_code_as.get(exp_id, exp_id), []).append(metric)
         return [g for g in groups.values() if len(g) >= 2]
 
     def add_proposal(self, record: dict) -> int:

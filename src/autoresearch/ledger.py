@@ -112,6 +112,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
+        self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
@@ -180,9 +181,7 @@ class Ledger:
             query, args = query + " AND status = ?", [*args, status]
         if branch:
             query, args = query + " AND branch = ?", [*args, branch]
-        cur = self.db.execute(query + " ORDER BY id", args)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+        return [dict(row) for row in self.db.execute(query + " ORDER BY id", args)]
 
     def tried_diffs(self, branch: str) -> set[str]:
         return {row[0] for row in self.db.execute(
@@ -226,9 +225,8 @@ class Ledger:
                               (branch,)).fetchone()
         return self._experiment(row) if row else None
 
-    def _experiment(self, row) -> Experiment:
-        cols = [d[0] for d in self.db.execute("SELECT * FROM experiments LIMIT 0").description]
-        data = dict(zip(cols, row))
+    def _experiment(self, row: sqlite3.Row) -> Experiment:
+        data = dict(row)
         return Experiment(
             id=data["id"], branch=data["branch"], parent=data["parent"], commit=data["commit_sha"],
             description=data["description"], status=data["status"], metric=data["metric"],

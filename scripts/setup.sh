@@ -5,13 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 command -v git >/dev/null || { echo "setup: git is required (apt-get install git)" >&2; exit 1; }
+SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+apt_install() {  # apt_install PACKAGE: quietly, updating the package lists only when needed
+  $SUDO apt-get install -y -q "$1" >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "$1" >/dev/null; }
+}
+# bubblewrap sandboxes every experiment (no network, read-only machine, hidden validation data).
+if ! command -v bwrap >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    apt_install bubblewrap || echo "setup: WARNING: could not install bubblewrap; runs will not be isolated (README: Safety)" >&2
+  elif [ "$(uname)" = "Linux" ]; then
+    echo "setup: WARNING: install bubblewrap with your package manager; without it runs are not isolated" >&2
+  fi
+fi
 # Debian's Chromium for the dashboard's browser tests (Playwright cannot download browsers here):
 # in CI, or on request (BROWSER_TESTS=1).
 if { [ "${CI:-}" = "true" ] || [ "${BROWSER_TESTS:-}" = "1" ]; } && ! command -v chromium >/dev/null; then
-  SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
   if command -v apt-get >/dev/null; then
-    $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; } \
-      || echo "setup: WARNING: could not install chromium; the browser tests will be skipped" >&2
+    apt_install chromium || echo "setup: WARNING: could not install chromium; the browser tests will be skipped" >&2
   else
     echo "setup: WARNING: no apt-get; install Chromium yourself for the browser tests" >&2
   fi

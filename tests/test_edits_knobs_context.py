@@ -110,6 +110,6 @@ def test_history_summary_fits_and_keeps_what_matters():
 def test_user_message_holds_program_files_and_api(tiny_workspace):
     task = load_task(tiny_workspace)
     message = build_user_message(tiny_workspace, task, [], ["an idea in flight"], 8000)
-    for part in ("# Research program", "# Current train.py", "ORDER = 2", "def evaluate_bpb(predict_log_probs)",
+    for part in ("# Research program", "# Current train.py", "ORDER = 2", "def evaluate_bpb(tables, alpha)",
                  "an idea in flight", "No experiments yet"):
         assert part in message

@@ -71,9 +71,13 @@ def test_exit_zero_without_summary_is_a_crash(tiny_workspace):
 
 
 def test_nan_metric_is_a_crash(tiny_workspace):
+    """A task without a trusted evaluation reads the metric its run prints: NaN is no result."""
     ws = tiny_workspace
-    run_experiment(ws, "baseline")
-    set_line(ws / "train.py", '    print(f"val_bpb:', '    print("val_bpb:          nan")')
+    toml = ws / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace('command = ["{python}", "-I", "prepare.py"', '# command = ["{python}", "-I", "prepare.py"'))
+    set_line(ws / "train.py", "    val_bpb = evaluate_bpb(", "    val_bpb = float('nan')")
+    set_line(ws / "train.py", "    if val_bpb is not None:", "    if True:")
+    git(ws, "commit", "-qam", "self-reported metric")
     result = run_experiment(ws, "nan")
     assert result.status == "crash" and "no valid val_bpb" in result.reason
 
@@ -114,7 +118,9 @@ def test_run_that_writes_a_frozen_file_is_a_crash_and_restored(tiny_workspace):
     original = (ws / "prepare.py").read_text()
     set_line(ws / "train.py", "    main()", "    open('prepare.py', 'a').write('# hacked'); main()")
     result = run_experiment(ws, "tamper")
-    assert result.status == "crash" and "modified frozen file(s) prepare.py" in result.reason
+    assert result.status == "crash"
+    assert ("modified frozen file(s) prepare.py" in result.reason  # no sandbox: written, then restored
+            or "Read-only file system" in result.reason)  # bubblewrap: the write fails
     assert (ws / "prepare.py").read_text() == original
 
 

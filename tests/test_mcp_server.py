@@ -50,7 +50,7 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
 
     base = await call(session, "run_experiment", description="baseline")
     assert base["status"] == "keep" and base["reason"].startswith("baseline") and base["incumbent"] is None
-    assert base["log_tail"].splitlines()[-1].startswith("depth:") and len(base["log_tail"].splitlines()) == 5
+    assert base["log_tail"].splitlines()[-1].startswith("causality:") and len(base["log_tail"].splitlines()) == 5
 
     set_line(ws / "train.py", "ORDER = ", "ORDER = 3")
     better = await call(session, "run_experiment", description="order 3")
@@ -74,7 +74,7 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
     change = (await call(session, "diff", experiment_id=2))["result"]
     assert "-ORDER = 2" in change and "+ORDER = 3" in change
     tail = (await call(session, "log_tail", experiment_id=2, lines=3))["result"]
-    assert tail.splitlines()[-1].startswith("depth:") and len(tail.splitlines()) == 3
+    assert tail.splitlines()[-1].startswith("causality:") and len(tail.splitlines()) == 3
 
     refused = await session.call_tool("run_experiment", {"description": "same again"})
     assert refused.is_error and "nothing changed" in _text(refused)

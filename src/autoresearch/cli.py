@@ -33,6 +33,7 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.data.shakespeare import DatasetError
     from autoresearch.experiment import ExperimentError
     from autoresearch.gitops import GitError
+    from autoresearch.sandbox import SandboxError
     from autoresearch.task import ConfigError
     from autoresearch.workspace import WorkspaceError
 
@@ -40,7 +41,7 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, LocalModelError, DashboardError, FileNotFoundError, ValueError))
+                            ModelError, LocalModelError, DashboardError, SandboxError, FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +167,7 @@ def cmd_exp(args) -> int:
     from autoresearch.task import load_task
 
     workspace = find_workspace(args.workspace)
+    _say_what_the_sandbox_does_not_enforce(load_task(workspace))
     on_line = None if args.quiet else (lambda line: print(line, flush=True))
     if not args.quiet and _live_view_wanted(args):
         with _live_view(load_task(workspace)) as view:
@@ -180,6 +182,15 @@ def cmd_exp(args) -> int:
     return 0
 
 
+def _say_what_the_sandbox_does_not_enforce(task) -> None:
+    """Once per command, on stderr: runs without bubblewrap are less isolated (README: Safety)."""
+    from autoresearch.sandbox import find_sandbox
+    sandbox = find_sandbox(task.sandbox.kind)
+    if sandbox.not_enforced():
+        print(f"autoresearch: no bubblewrap sandbox here (Linux: apt install bubblewrap); not enforced: "
+              f"{'; '.join(sandbox.not_enforced())}", file=sys.stderr)
+
+
 def cmd_run(args) -> int:
     from contextlib import ExitStack
 
@@ -190,6 +201,7 @@ def cmd_run(args) -> int:
 
     workspace = find_workspace(args.workspace)
     task = load_task(workspace)
+    _say_what_the_sandbox_does_not_enforce(task)
     settings = resolve(task.agent, provider=args.provider, model=args.model, base_url=args.base_url, seed=args.seed,
                        max_fix_attempts=args.max_fix_attempts)
     if settings.provider == "random":

@@ -11,8 +11,8 @@ state that `recover_interrupted` puts right on the next start.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
+import secrets
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +22,9 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.judge import Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.ledger import Ledger, write_results_tsv
-from autoresearch.runner import RunResult, clean_environment, kill_group, run_command
-from autoresearch.summary import metric_value, parse_summary
+from autoresearch.runner import RUN_MARKER, kill_group, kill_marked
 from autoresearch.task import Task, load_task
+from autoresearch.trial import run_trial
 
 STATE_DIR = ".autoresearch"
 LOG_TAIL_LINES = 30
@@ -119,7 +119,12 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
     while True:  # one run, then reruns of the same commit while the judge asks for them
         n = len(values) + 1
         log_path = run_dir / ("run.log" if n == 1 else f"run{n}.log")
-        run, summary, metric, failure = _run_once(workspace, task, commit, log_path, on_line)
+        pgid_file, marker = run_dir / "pgid", f"{exp_id}-{secrets.token_hex(6)}"
+        trial = run_trial(workspace, task, commit, log_path, on_line, extra_env={RUN_MARKER: marker},
+                          on_start=lambda pgid: pgid_file.write_text(f"{pgid} {marker}"))
+        pgid_file.unlink(missing_ok=True)
+        ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
+        run, summary, metric, failure = trial.run, trial.summary, trial.metric, trial.failure
         wall += run.wall_seconds
         ledger.add_run(exp_id, n, metric=metric, metrics=summary, exit_code=run.exit_code, timed_out=run.timed_out,
                        wall_seconds=run.wall_seconds, log_path=str(log_path.relative_to(workspace)))
@@ -138,7 +143,10 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
         gitops.reset_branch(workspace, parent)
     mean = statistics.fmean(values) if values else None
     summary.update(harness_wall_seconds=round(wall, 1), runs=n, run_metrics=values, sigma=sigma, margin=decision.margin,
-                   change=evidence.change, lines_added=lines_added, lines_removed=lines_removed)
+                   change=evidence.change, lines_added=lines_added, lines_removed=lines_removed,
+                   provenance=trial.provenance)
+    if trial.invalid:
+        summary["invalid"] = failure
     incumbent_metric = statistics.fmean(incumbent_runs) if incumbent_runs else None
     ledger.finish(exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
                   reason=decision.reason, exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=wall)
@@ -148,60 +156,11 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
                             metrics=summary, wall_seconds=wall, log_path=run_dir / "run.log", runs=n)
 
 
-def _run_once(workspace: Path, task: Task, commit: str, log_path: Path, on_line) -> tuple[RunResult, dict, float | None, str]:
-    """Run the command once; restore frozen files it touched. Returns (run, summary, metric, failure)."""
-    frozen_before = frozen_hashes(workspace, task)
-    pgid_file = log_path.with_name("pgid")
-    pgid_file.parent.mkdir(parents=True, exist_ok=True)
-    run = run_command(task.command, workspace, log_path, task.budget.timeout,
-                      env=clean_environment(_task_env(workspace)), on_line=on_line,
-                      on_start=lambda pgid: pgid_file.write_text(str(pgid)))
-    pgid_file.unlink(missing_ok=True)
-    summary = parse_summary(log_path.read_text(errors="replace"))
-    metric = metric_value(summary, task.metric)
-    failure = _failure(run, summary, metric, task)
-    tampered = [name for name, digest in frozen_hashes(workspace, task).items() if frozen_before.get(name) != digest]
-    if tampered:  # put the frozen files back before anything else runs
-        gitops.git(workspace, "checkout", commit, "--", *tampered)
-        failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
-    return run, summary, metric, failure
-
-
-def _task_env(workspace: Path) -> dict[str, str]:
-    data = workspace / STATE_DIR / "data"
-    return {"AUTORESEARCH_DATA_DIR": str(data)} if data.exists() else {}
-
-
-def _failure(run: RunResult, summary: dict, metric: float | None, task: Task) -> str:
-    if run.timed_out:
-        return f"timed out after {task.budget.timeout:g} s"
-    if run.exit_code != 0:
-        return f"exit code {run.exit_code}: {last_line(run.log_path)}"
-    if not summary:
-        return "exited without a summary block"
-    if metric is None:
-        return f"summary has no valid {task.metric} ({summary.get(task.metric, 'missing')})"
-    return ""
-
-
-def last_line(log_path: Path) -> str:
-    lines = [line for line in log_tail(log_path, 5).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "no output"
-
-
 def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:
     try:
         return "\n".join(log_path.read_text(errors="replace").splitlines()[-n_lines:])
     except OSError:
         return ""
-
-
-def frozen_hashes(workspace: Path, task: Task) -> dict[str, str]:
-    hashes = {}
-    for name in task.frozen:
-        path = workspace / name
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-    return hashes
 
 
 def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
@@ -211,9 +170,11 @@ def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
     for exp in ledger.running():
         pgid_file = workspace / STATE_DIR / "runs" / f"{exp.id:05d}" / "pgid"
         if pgid_file.exists():  # the training processes may have outlived the harness
-            pgid = int(pgid_file.read_text().strip() or 0)
-            if pgid > 1:
-                kill_group(pgid)
+            pgid, _, marker = pgid_file.read_text().strip().partition(" ")
+            if pgid.isdigit() and int(pgid) > 1:
+                kill_group(int(pgid))
+            if marker:
+                kill_marked(marker)
             pgid_file.unlink()
         head = gitops.head(workspace)
         branch = gitops.current_branch(workspace)

@@ -82,3 +82,36 @@ def file_at(repo: Path, commit: str, path: str) -> bytes | None:
 
 def is_ancestor(repo: Path, maybe_ancestor: str, commit: str) -> bool:
     return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", maybe_ancestor, commit]).returncode == 0
+
+
+def ref_snapshot(repo: Path) -> dict[str, str]:
+    """Every ref and what HEAD points at: compared after a run to catch rewritten history."""
+    refs = dict(line.split(" ", 1)[::-1] for line in git(repo, "for-each-ref", "--format=%(objectname) %(refname)").splitlines())
+    refs["HEAD"] = git(repo, "symbolic-ref", "-q", "HEAD", check=False) or head(repo)
+    return refs
+
+
+def restore_refs(repo: Path, snapshot: dict[str, str]) -> list[str]:
+    """Put refs back as in `snapshot`; returns the names that had changed."""
+    now = ref_snapshot(repo) if _usable(repo) else {}
+    changed = sorted(name for name in set(snapshot) | set(now) if snapshot.get(name) != now.get(name))
+    for name in changed:
+        if name == "HEAD":
+            continue
+        if name in snapshot:
+            git(repo, "update-ref", name, snapshot[name])
+        else:
+            git(repo, "update-ref", "-d", name)
+    if "HEAD" in changed:
+        target = snapshot["HEAD"]
+        if target.startswith("refs/"):
+            git(repo, "symbolic-ref", "HEAD", target)
+        else:
+            git(repo, "update-ref", "--no-deref", "HEAD", target)
+    if changed:
+        git(repo, "reset", "-q", "--hard")  # the working tree follows the restored branch
+    return changed
+
+
+def _usable(repo: Path) -> bool:
+    return git(repo, "rev-parse", "--git-dir", check=False) != ""

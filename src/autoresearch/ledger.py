@@ -119,6 +119,22 @@ class Ledger:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(experiments)")}
         if "proposal_id" not in columns:  # ledgers made before proposals were recorded
             self.db.execute("ALTER TABLE experiments ADD COLUMN proposal_id INTEGER")
+        self._identity = _file_identity(path)
+
+    def guard(self) -> bool:
+        """If the file was deleted or replaced behind our back (a run without a sandbox can),
+        write what this open connection still holds back to the path. True if it had to."""
+        if _file_identity(self.path) == self._identity:
+            return False
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        restored = sqlite3.connect(self.path)
+        with restored:
+            self.db.backup(restored)
+        restored.close()
+        self.db.close()
+        self.__init__(self.path)
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -241,6 +257,14 @@ def _finite(metrics: dict) -> dict:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+        return stat.st_dev, stat.st_ino
+    except OSError:
+        return None
+
+
 def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
     """Finished experiments in the original's results.tsv format (running ones are not shown)."""
     lines = [RESULTS_HEADER]
@@ -256,6 +280,8 @@ def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
 
 def _decision_tag(exp: Experiment) -> str:
     """The noise and the decision's margin, short enough for a description column."""
+    if exp.status == "crash":
+        return " [invalid: caught by the evaluation]" if exp.metrics.get("invalid") else ""
     runs, sigma, margin = exp.metrics.get("runs"), exp.metrics.get("sigma"), exp.metrics.get("margin")
     parts = []
     if isinstance(margin, (int, float)):

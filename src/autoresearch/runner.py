@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_LOG_BYTES = 20 * 2**20
+RUN_MARKER = "AUTORESEARCH_RUN"
 KILL_GRACE_SECONDS = 5.0
 # Secrets stay out of code an agent wrote: the training process never needs them.
 SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|ACCESS_KEY)", re.IGNORECASE)
@@ -30,6 +33,15 @@ class RunResult:
     timed_out: bool
     log_path: Path
     log_truncated: bool
+    killed_for: str = ""  # "" or why the harness stopped it early: a memory or process limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run; 0 means none."""
+    memory_bytes: int = 0  # resident memory of all the run's processes together
+    max_processes: int = 0
+    address_space: bool = False  # also cap each process's address space (immediate; breaks CUDA)
 
 
 def expand_command(command: list[str]) -> list[str]:
@@ -46,20 +58,25 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *,
                 env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-                max_log_bytes: int = MAX_LOG_BYTES, on_start: Callable[[int], None] | None = None) -> RunResult:
+                max_log_bytes: int = MAX_LOG_BYTES, on_start: Callable[[int], None] | None = None,
+                limits: Limits = Limits()) -> RunResult:
     """Run `command`; `on_start` gets the process group id as soon as it exists (to clean up
     after a harness that was killed)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(env or clean_environment())
+    env.setdefault(RUN_MARKER, secrets.token_hex(8))  # finds children that leave the process group
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(expand_command(command), cwd=cwd, env=env or clean_environment(),
+        proc = subprocess.Popen(expand_command(command), cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_rlimits(limits))
     except OSError as exc:
         log_path.write_text(f"could not start {command[0]}: {exc}\n")
         return RunResult(exit_code=127, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)
     if on_start is not None:
         on_start(proc.pid)
+    watchdog = Watchdog(proc, limits)
+    watchdog.start()
     truncated = threading.Event()
     reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, max_log_bytes, on_line, truncated), daemon=True)
     reader.start()
@@ -80,15 +97,114 @@ def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *
         raise
     finally:
         timer.cancel()
+        watchdog.stop()
         _kill_group(proc, grace=0.0)  # children that outlive the leader go too
+        kill_marked(env[RUN_MARKER])  # and those that left the group
         reader.join(timeout=10)
     timed_out = timed_out.is_set()
     wall = time.monotonic() - started
-    if timed_out:
+    if timed_out or watchdog.killed_for:
         with open(log_path, "a") as log:
-            log.write(f"\n[autoresearch] killed after the {timeout:g} s timeout\n")
-    return RunResult(exit_code=None if timed_out else proc.returncode, wall_seconds=wall,
-                     timed_out=timed_out, log_path=log_path, log_truncated=truncated.is_set())
+            log.write(f"\n[autoresearch] killed: {watchdog.killed_for or f'the {timeout:g} s timeout'}\n")
+    killed = timed_out or bool(watchdog.killed_for)
+    return RunResult(exit_code=None if killed else proc.returncode, wall_seconds=wall, timed_out=timed_out,
+                     log_path=log_path, log_truncated=truncated.is_set(), killed_for=watchdog.killed_for)
+
+
+def _rlimits(limits: Limits):
+    """Limits set in the child before it starts (inherited by everything it starts). The process
+    count is the watchdog's job: RLIMIT_NPROC counts all of the user's processes, not the run's."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits.memory_bytes and limits.address_space:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    return apply
+
+
+class Watchdog(threading.Thread):
+    """Polls the run's processes (the leader and its descendants) and kills them all when their
+    resident memory or their number passes the limits."""
+    interval = 0.2
+
+    def __init__(self, proc: subprocess.Popen, limits: Limits):
+        super().__init__(daemon=True)
+        self.proc, self.limits = proc, limits
+        self.killed_for = ""
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        if not (self.limits.memory_bytes or self.limits.max_processes) or not Path("/proc").is_dir():
+            return
+        while not self._stop_event.wait(self.interval):
+            pids = run_processes(self.proc.pid)
+            if self.limits.max_processes and len(pids) > self.limits.max_processes:
+                self.killed_for = f"more than {self.limits.max_processes} processes"
+            elif self.limits.memory_bytes and _resident_bytes(pids) > self.limits.memory_bytes:
+                self.killed_for = f"out of memory: over the {self.limits.memory_bytes / 2**30:.1f} GB limit"
+            if self.killed_for:
+                _kill_group(self.proc, grace=0.0)
+                for pid in pids:
+                    _kill_pid(pid)
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def run_processes(leader: int) -> set[int]:
+    """Pids of the leader and all its descendants (cheap: one read of /proc/*/stat each)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = {leader}, [leader]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def marked_processes(marker: str) -> set[int]:
+    needle = f"{RUN_MARKER}={marker}".encode()
+    pids = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes():
+                pids.add(int(environ.parent.name))
+        except (OSError, ValueError):
+            continue
+    pids.discard(os.getpid())
+    return pids
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process that still carries this run's marker (daemonised children)."""
+    if Path("/proc").is_dir():
+        for pid in marked_processes(marker):
+            _kill_pid(pid)
+
+
+def _resident_bytes(pids: set[int]) -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _copy_output(stream, log_path: Path, max_bytes: int, on_line, truncated: threading.Event) -> None:

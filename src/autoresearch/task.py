@@ -63,6 +63,26 @@ class JudgeSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    """[evaluation]: the trusted evaluation. With a command, the training run must hand its model
+    off (to $AUTORESEARCH_HANDOFF) and the metric is what this command prints, run in a separate
+    sandbox that alone may read the validation data. Without one, the metric is the one the
+    training run prints (fine for your own tasks; nothing then stops a run from faking it)."""
+    command: list[str] = field(default_factory=list)  # {python} and {handoff} are filled in
+    timeout: float = 0.0  # seconds; 0 = the budget's timeout
+    private: list[str] = field(default_factory=list)  # workspace files only the evaluation may read
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """[sandbox]: isolation and limits of every run (see sandbox.py)."""
+    kind: str = "auto"  # auto | bwrap | none
+    memory_gb: float = 0.0  # resident memory of a run's processes; 0 = 80 % of this machine's memory
+    max_processes: int = 512
+    network: bool = False
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     command: list[str]
@@ -76,6 +96,8 @@ class Task:
     data: DataSpec = field(default_factory=DataSpec)
     agent: AgentSettings = field(default_factory=AgentSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
     def is_better(self, candidate: float, incumbent: float) -> bool:
         if self.direction == "minimize":
@@ -146,36 +168,62 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
         ),
         agent=_agent(raw.get("agent", {}), source),
         judge=_judge(raw.get("judge", {}), source),
+        evaluation=_evaluation(raw.get("evaluation", {}), source),
+        sandbox=_sandbox(raw.get("sandbox", {}), source),
     )
 
 
-def _judge(table: dict, source: str) -> JudgeSettings:
-    known = set(JudgeSettings.__dataclass_fields__)
+def _settings(cls, table: dict, name: str, source: str):
+    known = set(cls.__dataclass_fields__)
     unknown = set(table) - known
     if unknown:
-        raise ConfigError(f"{source}: unknown [judge] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    if table.get("rule", "noise") not in ("noise", "strict"):
-        raise ConfigError(f"{source}: [judge] rule must be noise or strict, not {table['rule']!r}")
+        raise ConfigError(f"{source}: unknown [{name}] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     try:
-        settings = JudgeSettings(**table)
+        return cls(**table)
     except TypeError as exc:
-        raise ConfigError(f"{source}: bad [judge] table ({exc})") from None
+        raise ConfigError(f"{source}: bad [{name}] table ({exc})") from None
+
+
+def _evaluation(table: dict, source: str) -> EvaluationSettings:
+    settings = _settings(EvaluationSettings, table, "evaluation", source)
+    command = settings.command
+    if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
+        raise ConfigError(f"{source}: [evaluation] command must be a list of strings")
+    if command and not any("{handoff}" in part for part in command):
+        raise ConfigError(f"{source}: [evaluation] command must name the handed-off model as {{handoff}}")
+    if not isinstance(settings.private, list) or not all(isinstance(p, str) and not Path(p).is_absolute()
+                                                         and ".." not in Path(p).parts for p in settings.private):
+        raise ConfigError(f"{source}: [evaluation] private must be a list of file names inside the workspace")
+    if not isinstance(settings.timeout, (int, float)) or settings.timeout < 0:
+        raise ConfigError(f"{source}: [evaluation] timeout must be a number of seconds >= 0")
+    return settings
+
+
+def _sandbox(table: dict, source: str) -> SandboxSettings:
+    settings = _settings(SandboxSettings, table, "sandbox", source)
+    if settings.kind not in ("auto", "bwrap", "none"):
+        raise ConfigError(f"{source}: [sandbox] kind must be auto, bwrap or none, not {settings.kind!r}")
+    if not isinstance(settings.memory_gb, (int, float)) or settings.memory_gb < 0:
+        raise ConfigError(f"{source}: [sandbox] memory_gb must be a number >= 0")
+    if not isinstance(settings.max_processes, int) or settings.max_processes < 0:
+        raise ConfigError(f"{source}: [sandbox] max_processes must be a whole number >= 0")
+    return settings
+
+
+def _judge(table: dict, source: str) -> JudgeSettings:
+    settings = _settings(JudgeSettings, table, "judge", source)
+    if settings.rule not in ("noise", "strict"):
+        raise ConfigError(f"{source}: [judge] rule must be noise or strict, not {settings.rule!r}")
     if settings.baseline_runs < 1 or settings.max_reruns < 0 or settings.z <= 0:
         raise ConfigError(f"{source}: [judge] needs baseline_runs >= 1, max_reruns >= 0 and z > 0")
     return settings
 
 
 def _agent(table: dict, source: str) -> AgentSettings:
-    known = set(AgentSettings.__dataclass_fields__)
-    unknown = set(table) - known
-    if unknown:
-        raise ConfigError(f"{source}: unknown [agent] setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    if table.get("provider", "") not in ("", "openai", "anthropic", "local", "random", "tpe"):
-        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local, random or tpe, not {table['provider']!r}")
-    try:
-        return AgentSettings(**table)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: bad [agent] table ({exc})") from None
+    settings = _settings(AgentSettings, table, "agent", source)
+    if settings.provider not in ("", "openai", "anthropic", "local", "random", "tpe"):
+        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local, random or tpe, not {settings.provider!r}")
+    return settings
 
 
 def _table(raw: dict, name: str, source: str) -> dict:

@@ -80,6 +80,12 @@ dataset = {_toml_string(data['dataset'])}   # shakespeare | climbmix | tinystori
 vocab_size = {int(data['vocab_size'])}
 seq_len = {int(data['seq_len'])}
 eval_tokens = {int(data['eval_tokens'])}   # 0 = score every validation token
+
+[evaluation]   # the trusted evaluation: val_bpb comes from here, never from what train.py prints
+command = ["{{python}}", "-I", "prepare.py", "evaluate", "{{handoff}}"]
+
+[sandbox]   # kind: auto (bubblewrap when installed) | bwrap (required) | none
+kind = "auto"
 """
 
 

@@ -10,6 +10,9 @@ import json
 import math
 import os
 import platform
+import sys
+import time
+from contextlib import nullcontext
 import tomllib
 from pathlib import Path
 
@@ -88,11 +91,11 @@ def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=0):
 # ---------------------------------------------------------------------------
 # Evaluation: validation bits per byte, independent of the vocabulary size.
 
-def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu"):
+def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", split="val"):
     """Consecutive windows over the validation tokens so that every target is scored exactly once.
     Batches always have batch_size rows (padding targets are -1) so compiled models see one shape."""
-    tokens = np.asarray(_tokens("val"), dtype=np.int64)
-    if EVAL_TOKENS:
+    tokens = np.asarray(_tokens(split)[:(batch_size * seq_len + 1) if split != "val" else None], dtype=np.int64)
+    if EVAL_TOKENS and split == "val":
         tokens = tokens[:EVAL_TOKENS + 1]
     n_targets = len(tokens) - 1
     n_rows = math.ceil(n_targets / seq_len)
@@ -110,17 +113,35 @@ def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu"):
         yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
 
-@torch.no_grad()
 def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
     """Bits per byte on the validation split: the sum of per-token cross-entropy (nats) over all
     scored tokens divided by ln(2) times their UTF-8 byte count. Special tokens count in neither.
-    `model(inputs)` must return logits [batch, seq, vocab]; the loss is computed here, not by it."""
+    `model(inputs)` must return logits [batch, seq, vocab]; the loss is computed here, not by it.
+
+    In a run of the harness (AUTORESEARCH_HANDOFF set) the model is not scored in this process:
+    it is exported (graph and weights, no Python) for the harness's own evaluation, which runs in
+    a separate sandbox, alone can read the validation split, and probes the model for causality.
+    Then this returns None and train.py prints no val_bpb of its own."""
+    handoff = os.environ.get("AUTORESEARCH_HANDOFF")
     device = next(model.parameters()).device
+    if handoff:
+        from autoresearch.handoff import export_model
+        example = next(validation_batches(batch_size, seq_len, "cpu", split="train"))[0].to(device)
+        export_model(model, example, handoff)
+        print(f"model handed off for the harness's evaluation ({handoff})", flush=True)
+        return None
+    return score_bpb(model, batch_size, seq_len, device)
+
+
+@torch.no_grad()
+def score_bpb(forward, batch_size, seq_len, device, on_batch=None):
     token_bytes = get_token_bytes(device)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    for x, y in validation_batches(batch_size, seq_len, device):
-        logits = model(x).float()
+    for i, (x, y) in enumerate(validation_batches(batch_size, seq_len, device)):
+        if on_batch is not None:
+            on_batch(i, x)
+        logits = forward(x).float()
         nats = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1, reduction="none")
         valid = y.reshape(-1) >= 0
         n_bytes = torch.where(valid, token_bytes[y.reshape(-1).clamp(min=0)], 0)
@@ -128,6 +149,47 @@ def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
         total_nats += (nats * scored).sum(dtype=torch.float64)
         total_bytes += n_bytes.sum()
     return (total_nats / (math.log(2) * total_bytes)).item()
+
+
+def evaluate_handoff(handoff):
+    """The harness's trusted evaluation of a handed-off model: `python prepare.py evaluate DIR`.
+    Prints a summary block with val_bpb, or a line `invalid: why` and exits 3."""
+    import secrets
+    from autoresearch.handoff import HandoffError, causality_violation, load_model
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        forward, (batch_size, seq_len) = load_model(handoff, device)
+        if seq_len != MAX_SEQ_LEN:
+            raise HandoffError(f"the model was exported for rows of {seq_len} tokens, not {MAX_SEQ_LEN}")
+    except HandoffError as exc:
+        print(f"invalid: {exc}", flush=True)
+        sys.exit(3)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+    generator = torch.Generator().manual_seed(secrets.randbits(62))  # the model cannot know where the probes are
+    n_targets = min(len(_tokens("val")) - 1, EVAL_TOKENS or 2**62)
+    n_batches = math.ceil(math.ceil(n_targets / seq_len) / batch_size)
+    probe_batches = set(torch.randint(n_batches, (2,), generator=generator).tolist())
+    problems = []
+
+    def probe(i, x):  # between scoring batches, so a stateful graph cannot tell probes from scoring
+        if i in probe_batches and not problems:
+            problems.append(causality_violation(forward, x, VOCAB_SIZE, generator, trials=2,
+                                                tolerance=2e-2 if bf16 else 1e-3))
+    t0 = time.time()
+    with autocast:
+        val_bpb = score_bpb(forward, batch_size, seq_len, device, on_batch=probe)
+    violation = next((p for p in problems if p), "")
+    if violation:
+        print(f"invalid: {violation}", flush=True)
+        sys.exit(3)
+    if not math.isfinite(val_bpb):
+        print(f"invalid: the model's predictions are not finite (val_bpb {val_bpb})", flush=True)
+        sys.exit(3)
+    print("---")
+    print(f"val_bpb:          {val_bpb:.6f}")
+    print(f"eval_seconds:     {time.time() - t0:.1f}")
+    print(f"causality:        ok")
 
 
 # ---------------------------------------------------------------------------
@@ -170,3 +232,10 @@ def _cpu_peak_fp32():
         pass
     per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16 if platform.machine() == "arm64" else 8
     return torch.get_num_threads() * (mhz or 2500.0) * 1e6 * per_cycle
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "evaluate":
+        evaluate_handoff(sys.argv[2])
+    else:
+        sys.exit("usage: python prepare.py evaluate HANDOFF_DIR  (the harness's evaluation of a handed-off model)")

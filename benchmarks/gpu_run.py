@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a train.py hyperparameter, e.g. --set WINDOW_PATTERN=L")
     parser.add_argument("--keep", type=Path, help="make the workspace here instead of a temporary directory")
+    parser.add_argument("--noncausal", action="store_true",
+                        help="then run a second experiment with non-causal attention: the evaluation must refuse it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ws = init_workspace(args.keep or Path(tmp) / "ws", template="llm", preset=args.preset, tag="gpu",
@@ -50,6 +52,14 @@ def main() -> None:
         print(f"preset {args.preset} on {task.data.dataset}: tokens/s {m.get('tokens_per_sec', 0):,.0f} | "
               f"MFU {m.get('mfu_percent', 0):.1f}% | val_bpb {result.metric:.4f} | steps {m.get('num_steps', 0):.0f} | "
               f"peak memory {m.get('peak_vram_mb', 0) / 1024:.1f} GB | params {m.get('num_params_M', 0):.1f}M")
+        env = m.get("provenance", {}).get("environment", {})
+        print(f"sandbox {env.get('sandbox')} | torch {env.get('torch')} | trusted evaluation {m.get('eval_seconds', 0):.1f} s "
+              f"| total_seconds of train.py {m.get('total_seconds', 0):.1f}")
+        if args.noncausal:
+            train = ws / "train.py"
+            train.write_text(train.read_text().replace("is_causal=True", "is_causal=False"))
+            cheat = run_experiment(ws, "non-causal attention", on_line=lambda line: None)
+            print(f"non-causal attention: {cheat.status} ({cheat.reason}); invalid={bool(cheat.metrics.get('invalid'))}")
 
 
 def _literal(text: str):

@@ -113,3 +113,22 @@ def test_user_message_holds_program_files_and_api(tiny_workspace):
     for part in ("# Research program", "# Current train.py", "ORDER = 2", "def evaluate_bpb(tables, alpha)",
                  "an idea in flight", "No experiments yet"):
         assert part in message
+
+
+def test_presets_narrow_the_declared_knob_ranges(tmp_path):
+    from autoresearch.knobs import KnobError, parse_knobs, set_knob_ranges
+    from autoresearch.workspace import init_workspace
+
+    cpu = {k.name: k for k in parse_knobs((init_workspace(tmp_path / "cpu", template="llm", preset="cpu", tag="k")
+                                            / "train.py").read_text())}
+    h100 = {k.name: k for k in parse_knobs((init_workspace(tmp_path / "h100", template="llm", preset="h100", tag="k")
+                                             / "train.py").read_text())}
+    assert (cpu["DEPTH"].low, cpu["DEPTH"].high) == (2, 6) and h100["DEPTH"].high == 24
+    assert cpu["TOTAL_BATCH_SIZE"].high == 32768 and cpu["TOTAL_BATCH_SIZE"].scale == "pow2"
+    assert cpu["HEAD_DIM"].choices == (32, 64) and cpu["MATRIX_LR"].high == h100["MATRIX_LR"].high
+    line = 'X = 3   # knob: int 1..9   a comment that stays\n'
+    assert set_knob_ranges(line, {"X": "int 2..4"}) == 'X = 3   # knob: int 2..4   a comment that stays\n'
+    with pytest.raises(KnobError, match="no knob Y"):
+        set_knob_ranges(line, {"Y": "int 1..2"})
+    with pytest.raises(KnobError, match="bad knob range"):
+        set_knob_ranges(line, {"X": "between 1 and 2"})

@@ -74,7 +74,7 @@ def test_nan_metric_is_a_crash(tiny_workspace):
     """A task without a trusted evaluation reads the metric its run prints: NaN is no result."""
     ws = tiny_workspace
     toml = ws / "autoresearch.toml"
-    toml.write_text(toml.read_text().replace('command = ["{python}", "-I", "prepare.py"', '# command = ["{python}", "-I", "prepare.py"'))
+    toml.write_text(toml.read_text().replace('command = ["{python}", "-P", "prepare.py"', '# command = ["{python}", "-I", "prepare.py"'))
     set_line(ws / "train.py", "    val_bpb = evaluate_bpb(", "    val_bpb = float('nan')")
     set_line(ws / "train.py", "    if val_bpb is not None:", "    if True:")
     git(ws, "commit", "-qam", "self-reported metric")

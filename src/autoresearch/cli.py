@@ -34,6 +34,7 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.experiment import ExperimentError
     from autoresearch.gitops import GitError
     from autoresearch.sandbox import SandboxError
+    from autoresearch.executors import ExecutorError
     from autoresearch.task import ConfigError
     from autoresearch.workspace import WorkspaceError
 
@@ -41,7 +42,7 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, LocalModelError, DashboardError, SandboxError, FileNotFoundError, ValueError))
+                            ModelError, LocalModelError, DashboardError, SandboxError, ExecutorError, FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
                    help="log each experiment to MLflow (default store: .autoresearch/mlruns; needs the mlflow extra)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where runs happen: local slots (default) or a Ray cluster (needs the ray extra)")
+    p.add_argument("--slots", type=int, default=1,
+                   help="experiments at once: local = one GPU each (or a share of the CPU cores); ray = at most this many")
+    p.add_argument("--gpus", help="GPUs for local slots, e.g. 0,1,2,3 (default: every visible GPU)")
+    p.add_argument("--address", default="auto", help="Ray cluster address (default: auto, a running `ray start` cluster)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("export", help="export the ledger: MLflow runs")
@@ -217,6 +224,8 @@ def cmd_run(args) -> int:
                           on_result=(lambda _: export_to_mlflow(workspace, args.mlflow or None)) if args.mlflow is not None else None,
                           max_fix_attempts=settings.max_fix_attempts,
                           on_line=(lambda line: print("  " + line, flush=True)) if args.verbose else None)
+    if args.executor == "ray" or args.slots > 1:
+        return _run_parallel(args, workspace, task, settings, export_to_mlflow if args.mlflow is not None else None)
     with ExitStack() as stack:
         proposer = make_proposer(settings, stack)
         label = f"{settings.provider}" + (f" {settings.model}" if settings.model else "")
@@ -226,6 +235,36 @@ def cmd_run(args) -> int:
             view = stack.enter_context(_live_view(task))
             options.on_line, on_event = view.on_line, view.on_event
         summary = run_loop(workspace, proposer, options, on_event=on_event)
+    kept = sum(1 for r in summary.experiments if r.status == "keep")
+    print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
+          f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
+    return 0
+
+
+def _run_parallel(args, workspace, task, settings, export) -> int:
+    """Several experiments at once on local slots or a Ray cluster (parallel.py)."""
+    from contextlib import ExitStack
+
+    from autoresearch.agent import make_proposer
+    from autoresearch.executors import LocalExecutor, plan_slots, visible_gpus
+    from autoresearch.parallel import ParallelOptions, run_parallel
+
+    if args.slots < 1:
+        print("autoresearch: --slots must be at least 1", file=sys.stderr)
+        return 1
+    if args.executor == "ray":
+        from autoresearch.ray_executor import RayExecutor
+        executor = RayExecutor(workspace, task, address=args.address, slots=args.slots if args.slots > 1 else None)
+    else:
+        gpus = args.gpus.split(",") if args.gpus else visible_gpus()
+        executor = LocalExecutor(workspace, task, plan_slots(args.slots, gpus))
+    options = ParallelOptions(max_experiments=args.max_experiments, hours=args.hours,
+                              on_result=(lambda _: export(workspace, args.mlflow or None)) if export else None)
+    with ExitStack() as stack:
+        proposer = make_proposer(settings, stack)
+        print(f"autoresearch run in {workspace} with {settings.provider} on {executor.capacity} {args.executor} slot(s); "
+              "stop with Ctrl-C or `touch .autoresearch/stop`", flush=True)
+        summary = run_parallel(workspace, proposer, executor, options, on_event=lambda msg: print(msg, flush=True))
     kept = sum(1 for r in summary.experiments if r.status == "keep")
     print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
           f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")

@@ -13,18 +13,19 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import shutil
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.judge import Evidence, change_size, classify_change, judge, pooled_sigma
-from autoresearch.ledger import Ledger, write_results_tsv
+from autoresearch.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.ledger import Experiment, Ledger, write_results_tsv
 from autoresearch.runner import RUN_MARKER, kill_group, kill_marked
 from autoresearch.task import Task, load_task
-from autoresearch.trial import run_trial
+from autoresearch.trial import TrialResult, run_trial
 
 STATE_DIR = ".autoresearch"
 LOG_TAIL_LINES = 30
@@ -107,53 +108,97 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
         commit = gitops.commit_paths(workspace, task.editable, description, allow_empty=not changed)
     else:
         commit = parent  # the baseline runs the code as the workspace was made
-    ref = gitops.save_attempt_ref(workspace, f"{exp_id:05d}", commit)
-    diff = gitops.diff(workspace, parent, commit) if commit != parent else ""
-    ledger.set_commit(exp_id, commit, diff, ref)
-    lines_added, lines_removed = change_size(diff)
-    incumbent_runs = (ledger.run_metrics(incumbent.id) or [incumbent.metric]) if incumbent else []
-    run_dir = workspace / STATE_DIR / "runs" / f"{exp_id:05d}"
-    ledger.set_log_path(exp_id, str((run_dir / "run.log").relative_to(workspace)))
-    values: list[float] = []
-    wall = 0.0
+    candidate = register(workspace, ledger, exp_id, commit, parent, description, incumbent)
     while True:  # one run, then reruns of the same commit while the judge asks for them
-        n = len(values) + 1
-        log_path = run_dir / ("run.log" if n == 1 else f"run{n}.log")
-        pgid_file, marker = run_dir / "pgid", f"{exp_id}-{secrets.token_hex(6)}"
+        log_path = candidate.next_log_path()
+        pgid_file, marker = candidate.run_dir / "pgid", f"{exp_id}-{secrets.token_hex(6)}"
         trial = run_trial(workspace, task, commit, log_path, on_line, extra_env={RUN_MARKER: marker},
                           on_start=lambda pgid: pgid_file.write_text(f"{pgid} {marker}"))
         pgid_file.unlink(missing_ok=True)
-        ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
-        run, summary, metric, failure = trial.run, trial.summary, trial.metric, trial.failure
-        wall += run.wall_seconds
-        ledger.add_run(exp_id, n, metric=metric, metrics=summary, exit_code=run.exit_code, timed_out=run.timed_out,
-                       wall_seconds=run.wall_seconds, log_path=str(log_path.relative_to(workspace)))
-        if metric is not None and not failure:
-            values.append(metric)
-        sigma, dof = pooled_sigma(ledger.run_groups())
-        memory = summary.get("peak_vram_mb", 0.0)
-        evidence = Evidence(values, incumbent_runs, sigma, dof, classify_change(diff),
-                            memory / 1024 if isinstance(memory, float) else 0.0, lines_added, lines_removed)
-        decision = judge(task, evidence, failure)
+        decision = weigh(workspace, task, ledger, candidate, trial)
         if decision.status != "rerun":
             break
         if on_line is not None:
             on_line(f"[autoresearch] {decision.reason}: running it again")
     if decision.status != "keep" and commit != parent:
         gitops.reset_branch(workspace, parent)
-    mean = statistics.fmean(values) if values else None
-    summary.update(harness_wall_seconds=round(wall, 1), runs=n, run_metrics=values, sigma=sigma, margin=decision.margin,
-                   change=evidence.change, lines_added=lines_added, lines_removed=lines_removed,
-                   provenance=trial.provenance)
+    return close(workspace, ledger, candidate, decision)
+
+
+@dataclass
+class Candidate:
+    """An experiment while its runs come in."""
+    exp_id: int
+    commit: str
+    parent: str
+    description: str
+    diff: str
+    incumbent_runs: list[float]  # what it is judged against: its parent's runs
+    run_dir: Path
+    values: list[float] = field(default_factory=list)  # its valid metrics so far
+    runs: int = 0
+    wall: float = 0.0
+    evidence: Evidence | None = None
+    last: TrialResult | None = None
+
+    def next_log_path(self) -> Path:
+        return self.run_dir / ("run.log" if self.runs == 0 else f"run{self.runs + 1}.log")
+
+
+def register(workspace: Path, ledger: Ledger, exp_id: int, commit: str, parent: str, description: str,
+             incumbent: Experiment | None) -> Candidate:
+    """Record the candidate's commit (kept reachable by an attempt ref) and what it is judged against."""
+    ref = gitops.save_attempt_ref(workspace, f"{exp_id:05d}", commit)
+    diff = gitops.diff(workspace, parent, commit) if commit != parent else ""
+    ledger.set_commit(exp_id, commit, diff, ref)
+    incumbent_runs = (ledger.run_metrics(incumbent.id) or [incumbent.metric]) if incumbent else []
+    run_dir = workspace / STATE_DIR / "runs" / f"{exp_id:05d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ledger.set_log_path(exp_id, str((run_dir / "run.log").relative_to(workspace)))
+    return Candidate(exp_id, commit, parent, description, diff, incumbent_runs, run_dir)
+
+
+def weigh(workspace: Path, task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> Decision:
+    """Record one run of the candidate and judge all its runs so far (keep, discard, crash or rerun)."""
+    ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
+    run = trial.run
+    candidate.runs += 1
+    candidate.wall += run.wall_seconds
+    candidate.last = trial
+    ledger.add_run(candidate.exp_id, candidate.runs, metric=trial.metric, metrics=trial.summary, exit_code=run.exit_code,
+                   timed_out=run.timed_out, wall_seconds=run.wall_seconds, log_path=str(run.log_path.relative_to(workspace)))
+    if trial.metric is not None and not trial.failure:
+        candidate.values.append(trial.metric)
+    sigma, dof = pooled_sigma(ledger.run_groups())
+    memory = trial.summary.get("peak_vram_mb", 0.0)
+    lines_added, lines_removed = change_size(candidate.diff)
+    candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, classify_change(candidate.diff),
+                                  memory / 1024 if isinstance(memory, float) else 0.0, lines_added, lines_removed)
+    return judge(task, candidate.evidence, trial.failure)
+
+
+def close(workspace: Path, ledger: Ledger, candidate: Candidate, decision: Decision) -> ExperimentResult:
+    """Record the decision; results.tsv follows."""
+    for handoff in candidate.run_dir.glob("*.handoff"):  # models are large: keep the first run's of a kept commit only
+        if decision.status != "keep" or handoff.name != "run.handoff":
+            shutil.rmtree(handoff, ignore_errors=True)
+    trial, evidence = candidate.last, candidate.evidence
+    mean = statistics.fmean(candidate.values) if candidate.values else None
+    summary = dict(trial.summary)
+    summary.update(harness_wall_seconds=round(candidate.wall, 1), runs=candidate.runs, run_metrics=candidate.values,
+                   sigma=evidence.sigma, margin=decision.margin, change=evidence.change,
+                   lines_added=evidence.lines_added, lines_removed=evidence.lines_removed, provenance=trial.provenance)
     if trial.invalid:
-        summary["invalid"] = failure
-    incumbent_metric = statistics.fmean(incumbent_runs) if incumbent_runs else None
-    ledger.finish(exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
-                  reason=decision.reason, exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=wall)
+        summary["invalid"] = trial.failure
+    incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
+    ledger.finish(candidate.exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
+                  reason=decision.reason, exit_code=trial.run.exit_code, timed_out=trial.run.timed_out,
+                  wall_seconds=candidate.wall)
     write_results_tsv(workspace / "results.tsv", ledger.experiments())
-    return ExperimentResult(id=exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric,
-                            reason=decision.reason, commit=commit, parent=parent, description=description,
-                            metrics=summary, wall_seconds=wall, log_path=run_dir / "run.log", runs=n)
+    return ExperimentResult(id=candidate.exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric,
+                            reason=decision.reason, commit=candidate.commit, parent=candidate.parent,
+                            description=candidate.description, metrics=summary, wall_seconds=candidate.wall,
+                            log_path=candidate.run_dir / "run.log", runs=candidate.runs)
 
 
 def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:

@@ -75,6 +75,39 @@ def save_attempt_ref(repo: Path, name: str, commit: str) -> str:
     return ref
 
 
+def commit_files(repo: Path, parent: str, files: dict[str, str], message: str) -> str:
+    """A commit of `files` on top of `parent` without touching the working tree, the index or any
+    branch (several candidates can be made from one best while others run)."""
+    index = Path(git(repo, "rev-parse", "--git-dir"))
+    index = (index if index.is_absolute() else repo / index) / f"autoresearch-index-{os.getpid()}"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        _git_env(repo, env, "read-tree", parent)
+        for path, text in files.items():
+            blob = _git_env(repo, env, "hash-object", "-w", "--stdin", stdin=text)
+            _git_env(repo, env, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+        tree = _git_env(repo, env, "write-tree")
+        return _git_env(repo, env, "commit-tree", tree, "-p", parent, "-m", message)
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def _git_env(repo: Path, extra_env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}, **extra_env}
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, input=stdin)
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {(result.stderr.strip() or 'exit ' + str(result.returncode)).splitlines()[-1]}")
+    return result.stdout.strip()
+
+
+def move_branch(repo: Path, branch: str, commit: str) -> None:
+    """Point `branch` at `commit`; when it is checked out here, the working tree follows."""
+    if current_branch(repo) == branch:
+        git(repo, "reset", "-q", "--keep", commit)
+    else:
+        git(repo, "update-ref", f"refs/heads/{branch}", commit)
+
+
 def file_at(repo: Path, commit: str, path: str) -> bytes | None:
     result = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
     return result.stdout if result.returncode == 0 else None

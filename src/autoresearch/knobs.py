@@ -129,3 +129,21 @@ def knob_edit(path: str, knob: Knob, value: object) -> Edit:
     prefix, comment = knob.line.split("#", 1)
     code = f"{knob.name} = {literal}"
     return Edit(path=path, search=knob.line, replace=f"{code.ljust(len(prefix) - 1)} #{comment}")
+
+
+def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
+    """Replace the declared type and range of knobs (`{"DEPTH": "int 2..8"}`), keeping the rest of
+    each comment: presets narrow ranges to what fits their machine and budget."""
+    for name, spec in ranges.items():
+        if not (_RANGE.match(spec) or _CHOICE.match(spec)):
+            raise KnobError(f"bad knob range for {name}: {spec!r} (e.g. 'int 2..8', 'float 0.01..1 log', 'choice A|B')")
+        line = re.search(rf"^{re.escape(name)}\s*=.*#\s*knob:\s*(?P<spec>.*)$", source, re.MULTILINE)
+        if not line:
+            raise KnobError(f"train.py declares no knob {name}")
+        old = line.group("spec")
+        match = _RANGE.match(old) or _CHOICE.match(old)
+        rest = old[match.end():] if match else ""
+        width = len(match.group(0)) if match else 0
+        new = spec.ljust(width) + rest if len(spec) <= width else spec + (" " + rest.lstrip() if rest.strip() else "")
+        source = source[:line.start("spec")] + new.rstrip() + source[line.end("spec"):]
+    return source

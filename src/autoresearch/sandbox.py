@@ -72,9 +72,13 @@ class Bubblewrap(Sandbox):
         for path in _python_paths():  # the interpreter and its packages may live under the home
             if _under(path, home):
                 args += ["--ro-bind", str(path), str(path)]
+        around = [p for p in policy.hidden if _under(policy.workdir, p)]  # hidden, but for the workdir inside
+        for path in around:
+            args += ["--tmpfs", str(path)]
         args += ["--ro-bind", str(policy.workdir), str(policy.workdir)]
         for path in policy.hidden:  # first hide, then put back only what the policy names
-            args += ["--tmpfs", str(path)]
+            if path not in around:
+                args += ["--tmpfs", str(path)]
         for target, source in policy.bind_files.items():
             args += ["--ro-bind", str(source), str(target)]
         for path in policy.readable:

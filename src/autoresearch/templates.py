@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +21,7 @@ class Preset:
     budget: dict
     data: dict
     train: dict
+    knobs: dict = field(default_factory=dict)  # knob name -> narrower declared range
 
 
 def template_dir(name: str) -> Path:
@@ -35,8 +36,8 @@ def shared_file(name: str) -> Path:
 
 def load_presets() -> dict[str, Preset]:
     raw = tomllib.loads((template_dir("llm") / "presets.toml").read_text())
-    return {name: Preset(name=name, description=p["description"], budget=p["budget"], data=p["data"], train=p["train"])
-            for name, p in raw.items()}
+    return {name: Preset(name=name, description=p["description"], budget=p["budget"], data=p["data"], train=p["train"],
+                         knobs=p.get("knobs", {})) for name, p in raw.items()}
 
 
 def set_hyperparameters(source: str, values: dict) -> str:
@@ -82,7 +83,7 @@ seq_len = {int(data['seq_len'])}
 eval_tokens = {int(data['eval_tokens'])}   # 0 = score every validation token
 
 [evaluation]   # the trusted evaluation: val_bpb comes from here, never from what train.py prints
-command = ["{{python}}", "-I", "prepare.py", "evaluate", "{{handoff}}"]
+command = ["{{python}}", "-P", "prepare.py", "evaluate", "{{handoff}}"]
 
 [sandbox]   # kind: auto (bubblewrap when installed) | bwrap (required) | none
 kind = "auto"

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.runner import Limits, RunResult, clean_environment, run_command
+from autoresearch.runner import RUN_MARKER, Limits, RunResult, clean_environment, run_command
 from autoresearch.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
 from autoresearch.summary import metric_value, parse_summary
 from autoresearch.task import Task
@@ -43,8 +43,12 @@ class TrialResult:
     provenance: dict = field(default_factory=dict)
 
 
-def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None,
-              on_start=None, sandbox: Sandbox | None = None, extra_env: dict[str, str] | None = None) -> TrialResult:
+def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None, on_start=None,
+              sandbox: Sandbox | None = None, extra_env: dict[str, str] | None = None,
+              guard_refs: bool = True, hide: tuple[Path, ...] = ()) -> TrialResult:
+    """`guard_refs`: compare and restore git refs around the run. Off in a slot's worktree, where the
+    coordinator moves refs while the run goes on (and checks the branch itself). `hide`: more
+    directories the run must not see (the main workspace's state, for a slot inside it)."""
     sandbox = sandbox or find_sandbox(task.sandbox.kind)
     state = workspace / STATE_DIR
     stem = log_path.stem
@@ -52,11 +56,11 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
     for directory in (scratch, handoff):  # fresh for each run: nothing carries over but the compile cache
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-    (state / "cache").mkdir(exist_ok=True)
+    (state / "cache").mkdir(parents=True, exist_ok=True)
     trusted = bool(task.evaluation.command)
     data = _data_dir(workspace)
     frozen_before = frozen_hashes(workspace, task)
-    refs_before = gitops.ref_snapshot(workspace)
+    refs_before = gitops.ref_snapshot(workspace) if guard_refs else None
     limits = _limits(task)
 
     env = clean_environment({**(extra_env or {}), **_data_env(workspace, data),
@@ -66,7 +70,7 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
     empty = state / "empty"  # what private files look like to training (a device node would not open)
     empty.write_bytes(b"")
     private = {workspace / name: empty for name in task.evaluation.private if (workspace / name).exists()}
-    training = Policy(workdir=workspace, hidden=(state,),
+    training = Policy(workdir=workspace, hidden=(*hide, state),
                       bind_files={**_data_files(data, workspace, hide_val=trusted), **private},
                       writable=(scratch, handoff, state / "cache"), network=task.sandbox.network)
     run = run_command(sandbox.wrap(task.command, training), workspace, log_path, task.budget.timeout,
@@ -78,7 +82,7 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
     if tampered:  # put the frozen files back before anything else runs
         gitops.git(workspace, "checkout", commit, "--", *tampered)
         failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
-    rewritten = gitops.restore_refs(workspace, refs_before)
+    rewritten = gitops.restore_refs(workspace, refs_before) if refs_before is not None else []
     if rewritten:
         failure = f"the run changed git refs {', '.join(rewritten)} (restored)"
 
@@ -89,7 +93,9 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
             summary[f"reported_{task.metric}"] = reported  # information only: never what decides
         metric = None
         if not failure:
-            metric, failure, invalid, scores = _evaluate(workspace, task, sandbox, handoff, data, log_path, limits)
+            marker = {RUN_MARKER: env[RUN_MARKER]} if RUN_MARKER in env else {}  # a restart finds it too
+            metric, failure, invalid, scores = _evaluate(workspace, task, sandbox, handoff, data, log_path, limits, marker,
+                                                         hide)
             summary.update({k: v for k, v in scores.items() if k != task.metric})
     if metric is not None:
         summary[task.metric] = metric
@@ -99,13 +105,13 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
 
 
 def _evaluate(workspace: Path, task: Task, sandbox: Sandbox, handoff: Path, data: Path | None, log_path: Path,
-              limits: Limits):
+              limits: Limits, marker: dict[str, str], hide: tuple[Path, ...]):
     """Run the trusted evaluation; returns (metric, failure, invalid, its summary)."""
     eval_log = log_path.with_name(log_path.stem.replace("run", "eval") + ".log")
     command = [part.replace("{handoff}", str(handoff)) for part in task.evaluation.command]
-    policy = Policy(workdir=workspace, hidden=(workspace / STATE_DIR,), readable=(handoff,),
+    policy = Policy(workdir=workspace, hidden=(*hide, workspace / STATE_DIR), readable=(handoff,),
                     bind_files=_data_files(data, workspace, hide_val=False))
-    env = clean_environment(_data_env(workspace, data))
+    env = clean_environment({**marker, **_data_env(workspace, data)})
     run = run_command(sandbox.wrap(command, policy), workspace, eval_log, task.evaluation.timeout or task.budget.timeout,
                       env=env, limits=limits)
     text = eval_log.read_text(errors="replace")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from autoresearch import gitops
+from autoresearch.knobs import set_knob_ranges
 from autoresearch.templates import (TEMPLATES, load_presets, render_llm_config, set_hyperparameters, shared_file,
                                     template_dir)
 
@@ -62,7 +63,7 @@ def _apply_preset(path: Path, preset_name: str, dataset: str | None, budget_seco
     preset = presets[preset_name]
     (path / "autoresearch.toml").write_text(render_llm_config(preset, dataset, budget_seconds))
     train = path / "train.py"
-    train.write_text(set_hyperparameters(train.read_text(), preset.train))
+    train.write_text(set_knob_ranges(set_hyperparameters(train.read_text(), preset.train), preset.knobs))
 
 
 def detect_preset() -> str:

@@ -1,0 +1,132 @@
+"""Ray executor: each run of an experiment is a Ray task on a cluster (`pip install 'autoresearch[ray]'`).
+
+The task asks for one GPU (or `cpus_per_run` cores on CPU clusters), so Ray never puts two runs
+on one device. The code travels as a git bundle of the candidate's commit; the worker clones it
+into a scratch directory, links the prepared data (the same path on every node: a shared file
+system, or `autoresearch prepare` run on each node), runs the trial in its sandbox and sends back
+the result and the log. A task whose worker or node dies is run again by Ray (`max_retries`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import tempfile
+from pathlib import Path
+
+from autoresearch import gitops
+from autoresearch.executors import ExecutorError, Job, JobResult, failed_trial
+from autoresearch.task import Task
+from autoresearch.trial import STATE_DIR
+
+MAX_RETRIES = 3
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError("--executor ray needs Ray: pip install 'autoresearch[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    def __init__(self, workspace: Path, task: Task, address: str | None = "auto", slots: int | None = None,
+                 gpus_per_run: float | None = None, cpus_per_run: float = 1.0, init_kwargs: dict | None = None):
+        ray = _ray()
+        self.ray, self.workspace, self.task = ray, Path(workspace).resolve(), task
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, log_to_driver=False, **(init_kwargs or {}))
+            except ConnectionError as exc:
+                raise ExecutorError(f"no Ray cluster at {address!r} ({exc}); start one with `ray start --head`") from None
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0)
+        self.gpus_per_run = gpus_per_run if gpus_per_run is not None else (1.0 if gpus else 0.0)
+        per_run = self.gpus_per_run or cpus_per_run
+        available = int((gpus if self.gpus_per_run else resources.get("CPU", 1)) // per_run) or 1
+        self.capacity = min(slots, available) if slots else available
+        self.cpus_per_run = 0.0 if self.gpus_per_run else cpus_per_run
+        data = self.workspace / STATE_DIR / "data"
+        self.data_dir = str(data.resolve()) if data.exists() else ""
+        self._remote = ray.remote(_run_on_worker).options(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run,
+                                                          max_retries=MAX_RETRIES, retry_exceptions=False)
+        self._pending: dict = {}  # object ref -> job
+
+    def submit(self, job: Job) -> None:
+        bundle = _bundle(self.workspace, job.commit)
+        ref = self._remote.remote(bundle, job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run,
+                                  secrets.token_hex(8))
+        self._pending[ref] = job
+
+    def next_result(self, timeout: float | None = None) -> JobResult | None:
+        if not self._pending:
+            return None
+        ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if not ready:
+            return None
+        job = self._pending.pop(ready[0])
+        try:
+            payload = self.ray.get(ready[0])
+        except Exception as exc:  # retries spent (node lost again and again), or Ray itself failed
+            return JobResult(job, failed_trial(job, f"the Ray task failed after {MAX_RETRIES} retries: "
+                                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"), "ray")
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        job.log_path.write_text(payload.pop("log"))
+        trial = payload.pop("trial")
+        trial.run.log_path = job.log_path
+        return JobResult(job, trial, payload["node"], payload["attempt"])
+
+    def close(self) -> None:
+        for ref in list(self._pending):
+            self.ray.cancel(ref, force=True)
+        self._pending.clear()
+
+
+def _bundle(workspace: Path, commit: str) -> bytes:
+    """The candidate's history as a git bundle (small: a workspace is a few files)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = f"refs/autoresearch/bundle/{commit}"
+        gitops.git(workspace, "update-ref", ref, commit)
+        try:
+            gitops.git(workspace, "bundle", "create", "-q", f"{tmp}/code.bundle", ref)
+        finally:
+            gitops.git(workspace, "update-ref", "-d", ref)
+        return Path(f"{tmp}/code.bundle").read_bytes()
+
+
+def _run_on_worker(bundle: bytes, commit: str, data_dir: str, log_name: str, exp_id: int, run: int, token: str) -> dict:
+    """On a Ray worker: unpack the code, run one trial, return the result and the log."""
+    import platform
+
+    from autoresearch.runner import RUN_MARKER
+    from autoresearch.task import load_task
+    from autoresearch.trial import run_trial
+
+    attempt = _attempt_number(token)
+    with tempfile.TemporaryDirectory(prefix="autoresearch-") as tmp:
+        ws, bundle_path = Path(tmp) / "ws", Path(tmp) / "code.bundle"
+        bundle_path.write_bytes(bundle)
+        for args in (["init", "-q", str(ws)], ["-C", str(ws), "fetch", "-q", str(bundle_path), f"refs/autoresearch/bundle/{commit}"],
+                     ["-C", str(ws), "checkout", "-q", "--detach", commit]):
+            subprocess.run(["git", *args], check=True, capture_output=True)
+        if data_dir and Path(data_dir).exists():
+            (ws / STATE_DIR).mkdir(exist_ok=True)
+            (ws / STATE_DIR / "data").symlink_to(data_dir, target_is_directory=True)
+        log_path = ws / STATE_DIR / "runs" / log_name
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
+        extra = {RUN_MARKER: f"ray-{exp_id}-{run}-{attempt}"} | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
+        trial = run_trial(ws, load_task(ws), commit, log_path, extra_env=extra, guard_refs=False)
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return {"trial": trial, "log": log, "node": platform.node(), "attempt": attempt}
+
+
+def _attempt_number(token: str) -> int:
+    """How many times this job was started on this node (>1 when Ray ran it again after a lost
+    worker; a retry on another node starts again from 1 there)."""
+    counter = Path(tempfile.gettempdir()) / "autoresearch-ray-attempts" / token
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    with open(counter, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return len(counter.read_text().splitlines())

@@ -1,0 +1,107 @@
+"""Several experiments at once: local slots, coordination, replays on a newer best."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from autoresearch.edits import Edit, Proposal
+from autoresearch.executors import ExecutorError, LocalExecutor, plan_slots
+from autoresearch.experiment import ledger_for
+from autoresearch.parallel import ParallelOptions, run_parallel
+from autoresearch.proposers import Draft, RandomProposer
+from autoresearch.task import load_task
+
+from conftest import git, run_cli, set_line
+
+
+class ScriptedProposer:
+    """Proposes the given knob changes in order, against whatever best it is shown."""
+    name = "scripted"
+
+    def __init__(self, changes: list[tuple[str, str, str]]):
+        self.changes = list(changes)
+        self.seen_in_flight: list[list[str]] = []
+
+    def propose(self, request) -> Draft:
+        self.seen_in_flight.append(list(request.in_flight))
+        if not self.changes:
+            return Draft(None, self.name, error="nothing left to propose")
+        description, old, new = self.changes.pop(0)
+        line = next(line for line in request.files["train.py"].splitlines() if line.startswith(old))
+        return Draft(Proposal(description, "", [Edit("train.py", line, new + line[len(new):] if len(line) > len(new)
+                                                     else new)]), self.name)
+
+    def fix(self, request, crashed, log_tail):
+        return None
+
+
+def _consistent(ws) -> list:
+    ledger = ledger_for(ws)
+    experiments = ledger.experiments()
+    branch = git(ws, "rev-parse", "--abbrev-ref", "HEAD")
+    best = ledger.incumbent(branch)
+    ledger.close()
+    assert all(e.status in ("keep", "discard", "crash") for e in experiments)
+    assert git(ws, "rev-parse", "HEAD") == best.commit
+    assert list(pd.read_csv(ws / "results.tsv", sep="\t").status) == [e.status for e in experiments]
+    kept = [e for e in experiments if e.status == "keep"]
+    for before, after in zip(kept, kept[1:]):  # kept commits form one line, each on top of the last
+        assert after.parent == before.commit
+    assert git(ws, "status", "--porcelain", "--untracked-files=no") == ""
+    return experiments
+
+
+def test_plan_slots_one_device_each():
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan_slots(2, ["0", "1", "2"])] == ["0", "1"]
+    with pytest.raises(ExecutorError, match="one experiment per GPU"):
+        plan_slots(3, ["0", "1"])
+    cpu = plan_slots(4, [], cpu_count=8)
+    assert len(cpu) == 4 and {s.env["OMP_NUM_THREADS"] for s in cpu} == {"2"}
+    assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in cpu)
+
+
+def test_slots_run_at_once_and_the_record_stays_consistent(tiny_workspace):
+    ws = tiny_workspace
+    set_line(ws / "train.py", "    main()", "    import time; time.sleep(1.0); main()")
+    git(ws, "commit", "-qam", "runs of a second")
+    task = load_task(ws)
+    executor = LocalExecutor(ws, task, plan_slots(3, []))
+    summary = run_parallel(ws, RandomProposer(seed=5), executor, ParallelOptions(max_experiments=6), on_event=lambda m: None)
+    experiments = _consistent(ws)
+    assert len(experiments) >= 7 and summary.stop_reason.startswith("started 6")
+    runs = [e for e in experiments[1:]]
+    overlapping = sum(1 for a in runs for b in runs if a.id < b.id and b.started_at < a.finished_at)
+    assert overlapping >= 3, "the slots did not run experiments at the same time"
+    worktrees = git(ws, "worktree", "list")
+    assert worktrees.count(".autoresearch/slots/cpu") == 3
+
+
+def test_a_gain_on_an_older_parent_is_replayed_on_the_new_best(tiny_workspace):
+    ws = tiny_workspace
+    # ORDER 3 is a big gain but slow; the ALPHA change is a small gain and fast, so it is kept first
+    set_line(ws / "train.py", "    main()", "    import time; time.sleep(2.0 if ORDER == 3 else 0.0); main()")
+    git(ws, "commit", "-qam", "order 3 is slow")
+    proposer = ScriptedProposer([("order 3", "ORDER = 2", "ORDER = 3"), ("alpha 1.2", "ALPHA = 1.0", "ALPHA = 1.2")])
+    executor = LocalExecutor(ws, load_task(ws), plan_slots(2, []))
+    run_parallel(ws, proposer, executor, ParallelOptions(max_experiments=3, max_idle_proposals=1), on_event=lambda m: None)
+    experiments = _consistent(ws)
+    by_description = {e.description: e for e in experiments}
+    order3, alpha = by_description["order 3"], by_description["alpha 1.2"]
+    replay = next(e for e in experiments if e.description.startswith("replay of"))
+    assert alpha.status == "keep"
+    assert order3.status == "discard" and "older parent" in order3.reason and order3.parent == alpha.parent
+    assert replay.description == f"replay of #{order3.id} on #{alpha.id}: order 3"
+    assert replay.parent == alpha.commit and replay.status == "keep"
+    source = git(ws, "show", f"{replay.commit}:train.py")
+    assert "ORDER = 3" in source and "ALPHA = 1.2" in source
+    assert ["order 3"] in proposer.seen_in_flight  # the second proposal saw the first one in flight
+
+
+def test_cli_runs_local_slots(tiny_workspace):
+    out = run_cli("run", "--slots", "2", "--max-experiments", "4", "--seed", "1", "--plain", cwd=tiny_workspace)
+    assert out.returncode == 0, out.stderr
+    assert "on 2 local slot(s)" in out.stdout and "started 4 experiments" in out.stdout
+    _consistent(tiny_workspace)
+    bad = run_cli("run", "--slots", "2", "--gpus", "0", cwd=tiny_workspace)
+    assert bad.returncode == 1 and "at most 1 slots" in bad.stderr

@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from autoresearch.data.build import prepare_data
 from autoresearch.experiment import ledger_for, run_experiment
 from autoresearch.task import load_task
 from autoresearch.templates import load_presets, set_hyperparameters

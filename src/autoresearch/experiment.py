@@ -163,7 +163,7 @@ def weigh(workspace: Path, task: Task, ledger: Ledger, candidate: Candidate, tri
     ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
     run = trial.run
     candidate.runs += 1
-    candidate.wall += run.wall_seconds
+    candidate.wall += trial.wall_seconds or run.wall_seconds
     candidate.last = trial
     ledger.add_run(candidate.exp_id, candidate.runs, metric=trial.metric, metrics=trial.summary, exit_code=run.exit_code,
                    timed_out=run.timed_out, wall_seconds=run.wall_seconds, log_path=str(run.log_path.relative_to(workspace)))

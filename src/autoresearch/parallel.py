@@ -118,13 +118,15 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
                         if draft.proposal is None:
                             summary.proposals_failed += 1
                         else:
-                            summary.duplicates += new_files is not None
-                            ledger.set_proposal_status(proposal_id, "duplicate" if new_files is not None else "failed",
-                                                       "this exact code was already run or is running")
+                            duplicate = new_files is not None
+                            summary.duplicates += duplicate
+                            ledger.set_proposal_status(proposal_id, "duplicate" if duplicate else "failed",
+                                                       "this exact code was already run or is running" if duplicate
+                                                       else "its edits do not apply to the best")
                         stopping = stop_reason()
                         if not flying and not stopping and not exhausted():
-                            time.sleep(min(0.5 * idle, 10))
-                        break
+                            time.sleep(min(0.5 * idle, 10))  # nothing running: back off before asking again
+                        continue
                     idle = 0
                     launch(best.commit, new_files, draft.proposal.description, draft.proposal, proposal_id)
                     stopping = stop_reason()

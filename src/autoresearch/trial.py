@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,7 @@ class TrialResult:
     failure: str = ""  # why the run does not count; "" when it does
     invalid: bool = False  # the model was caught cheating or could not be read
     provenance: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0  # training, checks and evaluation together
 
 
 def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None, on_start=None,
@@ -49,6 +51,7 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
     """`guard_refs`: compare and restore git refs around the run. Off in a slot's worktree, where the
     coordinator moves refs while the run goes on (and checks the branch itself). `hide`: more
     directories the run must not see (the main workspace's state, for a slot inside it)."""
+    started = time.monotonic()
     sandbox = sandbox or find_sandbox(task.sandbox.kind)
     state = workspace / STATE_DIR
     stem = log_path.stem
@@ -101,7 +104,8 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
         summary[task.metric] = metric
     shutil.rmtree(scratch, ignore_errors=True)
     provenance = bind(workspace, task, commit, data, frozen_hashes(workspace, task), sandbox)
-    return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance)
+    return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance,
+                       time.monotonic() - started)
 
 
 def _evaluate(workspace: Path, task: Task, sandbox: Sandbox, handoff: Path, data: Path | None, log_path: Path,

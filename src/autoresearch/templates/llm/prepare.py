@@ -155,7 +155,8 @@ def evaluate_handoff(handoff):
     Prints a summary block with val_bpb, or a line `invalid: why` and exits 3."""
     import secrets
     from autoresearch.handoff import HandoffError, causality_violation, load_model
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # the device kind train.py picked (the graph may carry device constants of it)
+    device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
     try:
         forward, (batch_size, seq_len) = load_model(handoff, device)
         if seq_len != MAX_SEQ_LEN:
@@ -187,7 +188,7 @@ def evaluate_handoff(handoff):
     print("---")
     print(f"val_bpb:          {val_bpb:.6f}")
     print(f"eval_seconds:     {time.time() - t0:.1f}")
-    print(f"causality:        ok")
+    print("causality:        ok")
 
 
 # ---------------------------------------------------------------------------

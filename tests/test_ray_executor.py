@@ -1,0 +1,86 @@
+"""The Ray executor on a real local Ray cluster started by the test (4 workers, small object store)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch.executors import Job
+from autoresearch.parallel import ParallelOptions, run_parallel
+from autoresearch.proposers import RandomProposer
+from autoresearch.task import load_task
+
+from conftest import git, set_line
+from test_parallel import _consistent
+
+if os.environ.get("CI") == "true":
+    import ray  # in CI the dev extra installs Ray: a missing install step must fail, not skip
+else:
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'autoresearch[ray]'")
+
+from autoresearch.ray_executor import RayExecutor  # noqa: E402
+
+WORKERS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=WORKERS, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _slow_tiny(ws, seconds):
+    set_line(ws / "train.py", "    main()", f"    import time; time.sleep({seconds}); main()")
+    git(ws, "commit", "-qam", "slow runs")
+
+
+def test_loop_on_a_ray_cluster(cluster, tiny_workspace):
+    ws = tiny_workspace
+    _slow_tiny(ws, 1.5)
+    executor = RayExecutor(ws, load_task(ws))
+    assert executor.capacity == WORKERS
+    summary = run_parallel(ws, RandomProposer(seed=11), executor, ParallelOptions(max_experiments=8),
+                           on_event=lambda m: None)
+    experiments = _consistent(ws)
+    assert len(summary.experiments) >= 9  # the baseline, 8 started, and replays if any
+    runs = experiments[1:]
+    at_once = max(sum(1 for b in runs if b.started_at <= a.started_at < (b.finished_at or 0)) for a in runs)
+    assert at_once >= 3, f"at most {at_once} experiments ran at once on {WORKERS} workers"
+    for e in runs:  # logs came back from the workers
+        assert "val_bpb" in (ws / e.log_path).read_text() or e.status == "crash"
+
+
+def test_a_killed_worker_runs_the_experiment_again(cluster, tiny_workspace):
+    ws = tiny_workspace
+    _slow_tiny(ws, 6)
+    executor = RayExecutor(ws, load_task(ws))
+    started = time.time()
+    job = Job(exp_id=1, run=1, commit=git(ws, "rev-parse", "HEAD"), log_path=ws / ".autoresearch" / "runs" / "00001" / "run.log")
+    executor.submit(job)
+    pid = _worker_pid_of_newest_job(started)
+    os.kill(pid, signal.SIGKILL)  # the worker dies mid-task; Ray must run it again
+    result = executor.next_result(timeout=180)
+    assert result is not None and result.job == job
+    assert result.trial.failure == "" and result.trial.metric == pytest.approx(2.888227, abs=1e-6)
+    assert result.attempts == 2
+    assert "val_bpb" in job.log_path.read_text()
+
+
+def _worker_pid_of_newest_job(since: float, timeout: float = 60) -> int:
+    """The worker records each start of a job (its pid) under the temp dir; wait for ours."""
+    folder = Path(tempfile.gettempdir()) / "autoresearch-ray-attempts"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        fresh = [p for p in folder.glob("*") if p.stat().st_mtime >= since] if folder.exists() else []
+        if fresh:
+            return int(max(fresh, key=lambda p: p.stat().st_mtime).read_text().split()[0])
+        time.sleep(0.1)
+    raise AssertionError("the Ray task never started")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch import gitops
-from autoresearch.runner import RUN_MARKER
+from autoresearch.runner import RUN_MARKER, RunResult
 from autoresearch.task import Task
 from autoresearch.trial import STATE_DIR, TrialResult, run_trial
 
@@ -155,7 +155,7 @@ def prepare_worktree(workspace: Path, path: Path, commit: str) -> None:
 
 
 def failed_trial(job: Job, reason: str) -> TrialResult:
-    from autoresearch.runner import RunResult
+    """A run that never ran (a broken slot, a Ray task out of retries), as a crash with its reason."""
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(job.log_path, "a") as log:
         log.write(f"[autoresearch] {reason}\n")

@@ -25,9 +25,8 @@ from autoresearch.judge import Decision, Evidence, change_size, classify_change,
 from autoresearch.ledger import Experiment, Ledger, write_results_tsv
 from autoresearch.runner import RUN_MARKER, kill_group, kill_marked
 from autoresearch.task import Task, load_task
-from autoresearch.trial import TrialResult, run_trial
+from autoresearch.trial import STATE_DIR, TrialResult, run_trial
 
-STATE_DIR = ".autoresearch"
 LOG_TAIL_LINES = 30
 
 

@@ -66,11 +66,13 @@ class Bubblewrap(Sandbox):
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         for device in sorted(Path("/dev").glob("nvidia*")):  # GPUs stay usable; nothing else from /dev
             args += ["--dev-bind", str(device), str(device)]
+        covered = [Path("/tmp")]
         home = Path.home()
         if home != Path("/") and home.exists():  # ~/.ssh, ~/.netrc, ~/.config/...: none of the run's business
             args += ["--tmpfs", str(home)]
-        for path in _python_paths():  # the interpreter and its packages may live under the home
-            if _under(path, home):
+            covered.append(home)
+        for path in _python_paths():  # the interpreter and its packages may live under the home or /tmp
+            if any(_under(path, hidden) for hidden in covered):
                 args += ["--ro-bind", str(path), str(path)]
         around = [p for p in policy.hidden if _under(policy.workdir, p)]  # hidden, but for the workdir inside
         for path in around:
@@ -93,9 +95,12 @@ class Bubblewrap(Sandbox):
 
 
 def _python_paths() -> list[Path]:
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
+    """Where the interpreter, its packages and this package (an editable install too) live."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent,
+             Path(__file__).resolve().parent.parent}
     paths.update(Path(p) for p in sys.path if p and Path(p).is_dir())
-    return sorted(p.resolve() for p in paths if p.exists())
+    resolved = sorted({p.resolve() for p in paths if p.exists()})
+    return [p for p in resolved if not any(p != q and _under(p, q) for q in resolved)]  # outermost only
 
 
 def _under(path: Path, parent: Path) -> bool:

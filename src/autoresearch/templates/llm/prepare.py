@@ -173,7 +173,7 @@ def evaluate_handoff(handoff):
     problems = []
 
     def probe(i, x, logits):  # between scoring batches, so a stateful graph cannot tell probes from scoring
-        if i in probe_batches and not problems:
+        if i in probe_batches and not any(problems):
             problems.append(causality_violation(forward, x, VOCAB_SIZE, generator, reference=logits, trials=2,
                                                 tolerance=2e-3 if device.type == "cuda" else 1e-3))
     t0 = time.time()

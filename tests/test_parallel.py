@@ -105,3 +105,34 @@ def test_cli_runs_local_slots(tiny_workspace):
     _consistent(tiny_workspace)
     bad = run_cli("run", "--slots", "2", "--gpus", "0", cwd=tiny_workspace)
     assert bad.returncode == 1 and "at most 1 slots" in bad.stderr
+
+
+def test_sigkill_of_the_coordinator_then_resume(tiny_workspace):
+    """Kill the parallel loop while several experiments run; the restart closes them and goes on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ws = tiny_workspace
+    set_line(ws / "train.py", "    main()", "    import time; time.sleep(1.5); main()")
+    git(ws, "commit", "-qam", "slow runs")
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", "run", "--slots", "3", "--plain",
+                             "--max-experiments", "30", "--seed", "4"], cwd=ws,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until the slots are busy
+        ledger = ledger_for(ws)
+        running = [e for e in ledger.experiments() if e.status == "running" and e.id > 1]
+        ledger.close()
+        if len(running) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    out = run_cli("run", "--slots", "3", "--plain", "--max-experiments", "3", "--seed", "5", cwd=ws)
+    assert out.returncode == 0, out.stderr
+    assert "interrupted by the last stop" in out.stdout
+    experiments = _consistent(ws)
+    interrupted = [e for e in experiments if e.reason.startswith("interrupted")]
+    assert len(interrupted) >= 2

@@ -42,7 +42,8 @@ def _is_user_error(exc: Exception) -> bool:
     from autoresearch.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, LocalModelError, DashboardError, SandboxError, ExecutorError, FileNotFoundError, ValueError))
+                            ModelError, LocalModelError, DashboardError, SandboxError, ExecutorError,
+                            FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:

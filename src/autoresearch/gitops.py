@@ -18,10 +18,11 @@ class GitError(RuntimeError):
     """A git command failed; the message is one line."""
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
-    env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}}
+def git(repo: Path, *args: str, check: bool = True, extra_env: dict[str, str] | None = None,
+        stdin: str | None = None) -> str:
+    env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}, **(extra_env or {})}
     try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
+        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, input=stdin)
     except FileNotFoundError:
         raise GitError("git is not installed: install it (e.g. `apt-get install git`) and try again") from None
     if check and result.returncode != 0:
@@ -82,22 +83,14 @@ def commit_files(repo: Path, parent: str, files: dict[str, str], message: str) -
     index = (index if index.is_absolute() else repo / index) / f"autoresearch-index-{os.getpid()}"
     env = {"GIT_INDEX_FILE": str(index)}
     try:
-        _git_env(repo, env, "read-tree", parent)
+        git(repo, "read-tree", parent, extra_env=env)
         for path, text in files.items():
-            blob = _git_env(repo, env, "hash-object", "-w", "--stdin", stdin=text)
-            _git_env(repo, env, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-        tree = _git_env(repo, env, "write-tree")
-        return _git_env(repo, env, "commit-tree", tree, "-p", parent, "-m", message)
+            blob = git(repo, "hash-object", "-w", "--stdin", extra_env=env, stdin=text)
+            git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", extra_env=env)
+        tree = git(repo, "write-tree", extra_env=env)
+        return git(repo, "commit-tree", tree, "-p", parent, "-m", message, extra_env=env)
     finally:
         index.unlink(missing_ok=True)
-
-
-def _git_env(repo: Path, extra_env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}, **extra_env}
-    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, input=stdin)
-    if result.returncode != 0:
-        raise GitError(f"git {' '.join(args[:2])} failed: {(result.stderr.strip() or 'exit ' + str(result.returncode)).splitlines()[-1]}")
-    return result.stdout.strip()
 
 
 def move_branch(repo: Path, branch: str, commit: str) -> None:

@@ -111,6 +111,10 @@ class Ledger:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._open()
+
+    def _open(self) -> None:
+        path = self.path
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
         self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -133,7 +137,7 @@ class Ledger:
             self.db.backup(restored)
         restored.close()
         self.db.close()
-        self.__init__(self.path)
+        self._open()
         return True
 
     def close(self) -> None:

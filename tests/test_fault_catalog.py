@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from autoresearch.experiment import ledger_for, run_experiment
-from autoresearch.runner import RUN_MARKER
+from autoresearch.runner import marked_processes
 from autoresearch.sandbox import find_sandbox
 from autoresearch.templates import set_hyperparameters
 from autoresearch.workspace import init_workspace, link_data
@@ -293,16 +293,13 @@ def _run_variant(ws: Path, name: str, edit, expected: Outcome):
 
 
 def _marked_runs(ws: Path) -> set[int]:
-    """Processes still carrying a run's marker (RUN_MARKER in their environment) and working in `ws`."""
-    needle = f"{RUN_MARKER}=".encode()
+    """Live processes carrying any run's marker (RUN_MARKER in their environment) and working in `ws`."""
     pids = set()
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for pid in marked_processes(""):
         try:
-            pid = int(environ.parent.name)
-            if needle in environ.read_bytes() and pid != os.getpid() and not _is_zombie(pid) \
-                    and Path(f"/proc/{pid}/cwd").resolve().is_relative_to(ws.resolve()):
+            if not _is_zombie(pid) and Path(f"/proc/{pid}/cwd").resolve().is_relative_to(ws.resolve()):
                 pids.add(pid)
-        except (OSError, ValueError):
+        except OSError:
             continue
     return pids
 

@@ -103,14 +103,8 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
         def stop_reason() -> str:
             if idle >= options.max_idle_proposals:
                 return f"{idle} proposals in a row could not run (failed, stale or duplicate); see `autoresearch history`"
-            if options.max_experiments is not None and len(summary.experiments) >= options.max_experiments:
-                return f"ran {len(summary.experiments)} experiments (--max-experiments)"
-            if options.hours is not None and time.monotonic() - started >= options.hours * 3600:
-                return f"{options.hours:g} hours passed (--hours)"
-            if stop_file.exists():
-                stop_file.unlink()
-                return f"stop file {stop_file} found (removed)"
-            return ""
+            return limit_reached(len(summary.experiments), "ran", options.max_experiments, options.hours, started,
+                                 stop_file)
 
         def request(in_flight: list[str]) -> Request:
             """Made in this thread (SQLite connections stay in theirs), from the incumbent's files."""
@@ -185,12 +179,30 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
         summary.stop_reason = reason
         return summary
     except KeyboardInterrupt:
-        summary.stop_reason = "interrupted (Ctrl-C)"
-        with workspace_lock(workspace):
-            recover_interrupted(workspace, ledger)
-        return summary
+        return interrupted(workspace, ledger, summary)
     finally:
         ledger.close()
+
+
+def limit_reached(count: int, verb: str, max_experiments: int | None, hours: float | None, started: float,
+                  stop_file: Path) -> str:
+    """The stops every loop shares: a number of experiments, hours, the stop file (removed once seen)."""
+    if max_experiments is not None and count >= max_experiments:
+        return f"{verb} {count} experiments (--max-experiments)"
+    if hours is not None and time.monotonic() - started >= hours * 3600:
+        return f"{hours:g} hours passed (--hours)"
+    if stop_file.exists():
+        stop_file.unlink()
+        return f"stop file {stop_file} found (removed)"
+    return ""
+
+
+def interrupted(workspace: Path, ledger, summary: LoopSummary) -> LoopSummary:
+    """Ctrl-C: close the experiments in flight as interrupted, so the record is whole."""
+    summary.stop_reason = "interrupted (Ctrl-C)"
+    with workspace_lock(workspace):
+        recover_interrupted(workspace, ledger)
+    return summary
 
 
 def _fix_crash(workspace: Path, task: Task, ledger, branch: str, proposer: Proposer, crashed: ExperimentResult,

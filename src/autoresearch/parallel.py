@@ -26,7 +26,8 @@ from autoresearch.executors import Executor, Job
 from autoresearch.experiment import (Candidate, ExperimentResult, close, ledger_for, recover_interrupted, register,
                                      run_experiment, weigh, workspace_lock)
 from autoresearch.judge import Decision
-from autoresearch.loop import LoopSummary, _content_key, _files_at, _tried_contents, result_line
+from autoresearch.loop import (LoopSummary, _content_key, _files_at, _tried_contents, interrupted, limit_reached,
+                               result_line)
 from autoresearch.proposers import Proposer, Request
 from autoresearch.task import load_task
 
@@ -78,14 +79,7 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
             return f"{idle} proposals in a row could not run (failed or duplicate)" if idle >= options.max_idle_proposals else ""
 
         def stop_reason() -> str:
-            if options.max_experiments is not None and n_started >= options.max_experiments:
-                return f"started {n_started} experiments (--max-experiments)"
-            if options.hours is not None and time.monotonic() - started >= options.hours * 3600:
-                return f"{options.hours:g} hours passed (--hours)"
-            if stop_file.exists():
-                stop_file.unlink()
-                return f"stop file {stop_file} found (removed)"
-            return ""
+            return limit_reached(n_started, "started", options.max_experiments, options.hours, started, stop_file)
 
         def launch(parent: str, files: dict[str, str], description: str, proposal: Proposal | None,
                    proposal_id: int | None, replay_of: int | None = None) -> None:
@@ -170,10 +164,7 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
         summary.stop_reason = stopping or exhausted()
         return summary
     except KeyboardInterrupt:
-        summary.stop_reason = "interrupted (Ctrl-C)"
-        with workspace_lock(workspace):
-            recover_interrupted(workspace, ledger)
-        return summary
+        return interrupted(workspace, ledger, summary)
     finally:
         executor.close()
         ledger.close()

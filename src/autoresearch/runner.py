@@ -170,6 +170,7 @@ def run_processes(leader: int) -> set[int]:
 
 
 def marked_processes(marker: str) -> set[int]:
+    """Pids whose environment carries this run's marker ("" = any run's)."""
     needle = f"{RUN_MARKER}={marker}".encode()
     pids = set()
     for environ in Path("/proc").glob("[0-9]*/environ"):

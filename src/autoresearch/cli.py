@@ -175,15 +175,17 @@ def cmd_exp(args) -> int:
     from autoresearch.task import load_task
 
     workspace = find_workspace(args.workspace)
-    _say_what_the_sandbox_does_not_enforce(load_task(workspace))
+    task = load_task(workspace)
+    _say_what_the_sandbox_does_not_enforce(task)
     on_line = None if args.quiet else (lambda line: print(line, flush=True))
     if not args.quiet and _live_view_wanted(args):
-        with _live_view(load_task(workspace)) as view:
+        with _live_view(task) as view:
             view.on_event(f"experiment: {args.message}")
-            result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=view.on_line)
+            result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=view.on_line,
+                                    task=task)
             view.on_event(result_line(result))
     else:
-        result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line)
+        result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line, task=task)
     print(f"{result_line(result)} | commit {result.commit[:7]}")
     if result.status == "crash" and args.quiet:
         print(log_tail(result.log_path, 15))
@@ -193,10 +195,10 @@ def cmd_exp(args) -> int:
 def _say_what_the_sandbox_does_not_enforce(task) -> None:
     """Once per command, on stderr: runs without bubblewrap are less isolated (README: Safety)."""
     from autoresearch.sandbox import find_sandbox
-    sandbox = find_sandbox(task.sandbox.kind)
-    if sandbox.not_enforced():
+    missing = find_sandbox(task.sandbox.kind).not_enforced()
+    if missing:
         print(f"autoresearch: no bubblewrap sandbox here (Linux: apt install bubblewrap); not enforced: "
-              f"{'; '.join(sandbox.not_enforced())}", file=sys.stderr)
+              f"{'; '.join(missing)}", file=sys.stderr)
 
 
 def cmd_run(args) -> int:

@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from autoresearch.trial import log_tail
+
 LOG_TAIL_LINES = 40
 
 
@@ -69,9 +71,7 @@ def read_diff(workspace: Path, exp_id: int) -> str | None:
 def _log_tail(workspace: Path, exp_id: int) -> str:
     runs = workspace / ".autoresearch" / "runs" / f"{exp_id:05d}"
     logs = sorted(runs.glob("run*.log"), key=lambda p: p.stat().st_mtime) if runs.exists() else []
-    if not logs:
-        return ""
-    return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+    return log_tail(logs[-1], LOG_TAIL_LINES) if logs else ""
 
 
 def _is_loopback(host: str) -> bool:
@@ -97,7 +97,6 @@ class DashboardServer:
         except OSError as exc:
             raise DashboardError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
         self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -108,8 +107,7 @@ class DashboardServer:
         self.httpd.serve_forever()
 
     def __enter__(self) -> DashboardServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch import gitops
-from autoresearch.runner import RUN_MARKER, RunResult
+from autoresearch.runner import RunResult
 from autoresearch.task import Task
-from autoresearch.trial import STATE_DIR, TrialResult, run_trial
+from autoresearch.trial import STATE_DIR, TrialResult, data_dir, run_trial
 
 
 class ExecutorError(RuntimeError):
@@ -40,10 +40,6 @@ class Job:
     run: int  # 1 for the first run of the candidate, 2.. for the judge's reruns
     commit: str
     log_path: Path  # where the run's log must end up in the workspace
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return self.exp_id, self.run
 
 
 @dataclass
@@ -103,7 +99,6 @@ class LocalExecutor:
 
     def __init__(self, workspace: Path, task: Task, slots: list[Slot]):
         self.workspace, self.task = Path(workspace).resolve(), task
-        self.slots = slots
         self.capacity = len(slots)
         self._free: queue.Queue[Slot] = queue.Queue()
         self._done: queue.Queue[JobResult] = queue.Queue()
@@ -118,11 +113,8 @@ class LocalExecutor:
     def _run(self, slot: Slot, job: Job) -> None:
         try:
             prepare_worktree(self.workspace, slot.path, job.commit)
-            pgid_file, marker = job.log_path.parent / "pgid", f"{job.exp_id}-{job.run}-{slot.name}"
             trial = run_trial(slot.path, self.task, job.commit, job.log_path, guard_refs=False,
-                              hide=(self.workspace / STATE_DIR,), extra_env={**slot.env, RUN_MARKER: marker},
-                              on_start=lambda pgid: pgid_file.write_text(f"{pgid} {marker}"))
-            pgid_file.unlink(missing_ok=True)
+                              hide=(self.workspace / STATE_DIR,), extra_env=slot.env)
         except Exception as exc:  # a broken slot is a crashed run, never a dead coordinator
             trial = failed_trial(job, f"slot {slot.name} could not run it: {type(exc).__name__}: {exc}")
         self._done.put(JobResult(job, trial, slot.name))
@@ -147,9 +139,9 @@ def prepare_worktree(workspace: Path, path: Path, commit: str) -> None:
     else:
         gitops.git(path, "checkout", "-q", "--detach", "--force", commit)
         gitops.git(path, "clean", "-q", "-fdx", "-e", STATE_DIR)
-    data = workspace / STATE_DIR / "data"
+    data = data_dir(workspace)
     link = path / STATE_DIR / "data"
-    if data.exists() and not link.exists():
+    if data is not None and not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(data.resolve(), target_is_directory=True)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import shutil
 import statistics
 from collections.abc import Callable, Iterator
@@ -23,11 +22,10 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.ledger import Experiment, Ledger, write_results_tsv
-from autoresearch.runner import RUN_MARKER, kill_group, kill_marked
+from autoresearch.runner import kill_recorded
 from autoresearch.task import Task, load_task
-from autoresearch.trial import STATE_DIR, TrialResult, run_trial
+from autoresearch.trial import STATE_DIR, TrialResult, log_tail, run_trial  # noqa: F401 (log_tail: re-exported)
 
-LOG_TAIL_LINES = 30
 
 
 class ExperimentError(RuntimeError):
@@ -110,10 +108,7 @@ def _run_locked(workspace: Path, task: Task, ledger: Ledger, description: str, a
     candidate = register(workspace, ledger, exp_id, commit, parent, description, incumbent)
     while True:  # one run, then reruns of the same commit while the judge asks for them
         log_path = candidate.next_log_path()
-        pgid_file, marker = candidate.run_dir / "pgid", f"{exp_id}-{secrets.token_hex(6)}"
-        trial = run_trial(workspace, task, commit, log_path, on_line, extra_env={RUN_MARKER: marker},
-                          on_start=lambda pgid: pgid_file.write_text(f"{pgid} {marker}"))
-        pgid_file.unlink(missing_ok=True)
+        trial = run_trial(workspace, task, commit, log_path, on_line)
         decision = weigh(workspace, task, ledger, candidate, trial)
         if decision.status != "rerun":
             break
@@ -140,6 +135,10 @@ class Candidate:
     evidence: Evidence | None = None
     last: TrialResult | None = None
 
+    def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
+        self.change = classify_change(self.diff)
+        self.lines_added, self.lines_removed = change_size(self.diff)
+
     def next_log_path(self) -> Path:
         return self.run_dir / ("run.log" if self.runs == 0 else f"run{self.runs + 1}.log")
 
@@ -162,7 +161,7 @@ def weigh(workspace: Path, task: Task, ledger: Ledger, candidate: Candidate, tri
     ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
     run = trial.run
     candidate.runs += 1
-    candidate.wall += trial.wall_seconds or run.wall_seconds
+    candidate.wall += trial.wall_seconds
     candidate.last = trial
     ledger.add_run(candidate.exp_id, candidate.runs, metric=trial.metric, metrics=trial.summary, exit_code=run.exit_code,
                    timed_out=run.timed_out, wall_seconds=run.wall_seconds, log_path=str(run.log_path.relative_to(workspace)))
@@ -170,9 +169,9 @@ def weigh(workspace: Path, task: Task, ledger: Ledger, candidate: Candidate, tri
         candidate.values.append(trial.metric)
     sigma, dof = pooled_sigma(ledger.run_groups())
     memory = trial.summary.get("peak_vram_mb", 0.0)
-    lines_added, lines_removed = change_size(candidate.diff)
-    candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, classify_change(candidate.diff),
-                                  memory / 1024 if isinstance(memory, float) else 0.0, lines_added, lines_removed)
+    candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, candidate.change,
+                                  memory / 1024 if isinstance(memory, float) else 0.0, candidate.lines_added,
+                                  candidate.lines_removed)
     return judge(task, candidate.evidence, trial.failure)
 
 
@@ -200,13 +199,6 @@ def close(workspace: Path, ledger: Ledger, candidate: Candidate, decision: Decis
                             log_path=candidate.run_dir / "run.log", runs=candidate.runs)
 
 
-def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-n_lines:])
-    except OSError:
-        return ""
-
-
 def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
     """Close experiments left 'running' by a harness that was killed, and move the branch back
     if it still points at a commit that was never judged. Returns the ids it closed."""
@@ -214,12 +206,7 @@ def recover_interrupted(workspace: Path, ledger: Ledger) -> list[int]:
     for exp in ledger.running():
         pgid_file = workspace / STATE_DIR / "runs" / f"{exp.id:05d}" / "pgid"
         if pgid_file.exists():  # the training processes may have outlived the harness
-            pgid, _, marker = pgid_file.read_text().strip().partition(" ")
-            if pgid.isdigit() and int(pgid) > 1:
-                kill_group(int(pgid))
-            if marker:
-                kill_marked(marker)
-            pgid_file.unlink()
+            kill_recorded(pgid_file)
         head = gitops.head(workspace)
         branch = gitops.current_branch(workspace)
         unjudged = exp.commit if exp.commit and exp.commit != exp.parent else None

@@ -96,7 +96,7 @@ def commit_files(repo: Path, parent: str, files: dict[str, str], message: str) -
 def move_branch(repo: Path, branch: str, commit: str) -> None:
     """Point `branch` at `commit`; when it is checked out here, the working tree follows."""
     if current_branch(repo) == branch:
-        git(repo, "reset", "-q", "--keep", commit)
+        reset_branch(repo, commit)
     else:
         git(repo, "update-ref", f"refs/heads/{branch}", commit)
 

@@ -60,7 +60,7 @@ def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
     gain = (incumbent - mean) if task.direction == "minimize" else (mean - incumbent)
     if settings.rule == "strict":
         if gain > 0:
-            return Decision("keep", f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({-gain if task.direction == 'minimize' else gain:+.6f})")
+            return Decision("keep", f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({mean - incumbent:+.6f})")
         return Decision("discard", f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
 
     sd_diff = evidence.sigma * math.sqrt(1 / n + 1 / len(evidence.incumbent)) if evidence.sigma else None

@@ -18,6 +18,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from autoresearch import gitops
 from autoresearch.edits import Edit
 
 _KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
@@ -147,3 +148,13 @@ def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
         new = spec.ljust(width) + rest if len(spec) <= width else spec + (" " + rest.lstrip() if rest.strip() else "")
         source = source[:line.start("spec")] + new.rstrip() + source[line.end("spec"):]
     return source
+
+
+def knob_values_at(workspace, commit: str | None, path: str) -> dict[str, object]:
+    """The knob values `path` declares at `commit` ({} if it is missing or its knobs cannot be read)."""
+    if not commit:
+        return {}
+    try:
+        return {k.name: k.current for k in parse_knobs((gitops.file_at(workspace, commit, path) or b"").decode())}
+    except KnobError:
+        return {}

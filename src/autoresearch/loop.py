@@ -173,7 +173,8 @@ def run_loop(workspace: Path, proposer: Proposer, options: LoopOptions | None = 
             on_event(result_line(result))
             if result.status == "crash":
                 _fix_crash(workspace, task, ledger, branch, proposer, result, options, summary, tried, on_event)
-            _back_to_best(workspace, ledger, branch)
+            if options.top_k > 1:  # only an exploration leaves the branch away from the best
+                _back_to_best(workspace, ledger, branch)
             if options.on_result is not None:
                 options.on_result(result)
         summary.stop_reason = reason

@@ -11,9 +11,8 @@ import math
 import os
 from pathlib import Path
 
-from autoresearch import gitops
 from autoresearch.experiment import ledger_for
-from autoresearch.knobs import KnobError, parse_knobs
+from autoresearch.knobs import knob_values_at
 from autoresearch.task import load_task
 
 ID_TAG = "autoresearch.experiment_id"
@@ -53,7 +52,7 @@ def export_to_mlflow(workspace: Path, tracking_uri: str | None = None, experimen
             ID_TAG: str(exp.id), "autoresearch.status": exp.status, "autoresearch.branch": exp.branch,
             "autoresearch.commit": exp.commit or "", "autoresearch.reason": exp.reason[:5000],
             "mlflow.note.content": exp.description})
-        for key, value in _params(workspace, task, exp.commit).items():
+        for key, value in knob_values_at(workspace, exp.commit, task.editable[0]).items():
             client.log_param(run.info.run_id, key, value)
         for key, value in exp.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -65,13 +64,3 @@ def export_to_mlflow(workspace: Path, tracking_uri: str | None = None, experimen
             client.log_artifact(run.info.run_id, str(log))
         client.set_terminated(run.info.run_id, "FAILED" if exp.status == "crash" else "FINISHED")
     return len(experiments)
-
-
-def _params(workspace: Path, task, commit: str | None) -> dict:
-    if not commit:
-        return {}
-    source = (gitops.file_at(workspace, commit, task.editable[0]) or b"").decode()
-    try:
-        return {k.name: k.current for k in parse_knobs(source)}
-    except KnobError:
-        return {}

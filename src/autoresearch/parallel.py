@@ -81,10 +81,11 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
         def stop_reason() -> str:
             return limit_reached(n_started, "started", options.max_experiments, options.hours, started, stop_file)
 
-        def launch(parent: str, files: dict[str, str], description: str, proposal: Proposal | None,
+        def launch(incumbent, files: dict[str, str], description: str, proposal: Proposal | None,
                    proposal_id: int | None, replay_of: int | None = None) -> None:
+            """Commit `files` on top of the best (`incumbent`, the experiment the candidate is judged against)."""
             nonlocal n_started
-            incumbent = next(e for e in reversed(ledger.experiments(branch)) if e.status == "keep" and e.commit == parent)
+            parent = incumbent.commit
             exp_id = ledger.start(branch, parent, description, proposal_id)
             commit = gitops.commit_files(workspace, parent, files, description)
             candidate = register(workspace, ledger, exp_id, commit, parent, description, incumbent)
@@ -122,7 +123,7 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
                             time.sleep(min(0.5 * idle, 10))  # nothing running: back off before asking again
                         continue
                     idle = 0
-                    launch(best.commit, new_files, draft.proposal.description, draft.proposal, proposal_id)
+                    launch(best, new_files, draft.proposal.description, draft.proposal, proposal_id)
                     stopping = stop_reason()
                 if not flying:
                     if stopping or exhausted():
@@ -159,7 +160,7 @@ def run_parallel(workspace: Path, proposer: Proposer, executor: Executor, option
                     options.on_result(finished)
                 if replayed is not None:
                     first = entry.replay_of or candidate.exp_id  # a replay of a replay names the first
-                    launch(best.commit, replayed, f"replay of #{first} on #{best.id}: {entry.proposal.description}"[:200],
+                    launch(best, replayed, f"replay of #{first} on #{best.id}: {entry.proposal.description}"[:200],
                            entry.proposal, None, first)
         summary.stop_reason = stopping or exhausted()
         return summary

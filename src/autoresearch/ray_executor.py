@@ -18,7 +18,7 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.executors import ExecutorError, Job, JobResult, failed_trial
 from autoresearch.task import Task
-from autoresearch.trial import STATE_DIR
+from autoresearch.trial import STATE_DIR, data_dir
 
 MAX_RETRIES = 3
 
@@ -48,15 +48,19 @@ class RayExecutor:
         available = int((gpus if self.gpus_per_run else resources.get("CPU", 1)) // per_run) or 1
         self.capacity = min(slots, available) if slots else available
         self.cpus_per_run = 0.0 if self.gpus_per_run else cpus_per_run
-        data = self.workspace / STATE_DIR / "data"
-        self.data_dir = str(data.resolve()) if data.exists() else ""
+        data = data_dir(self.workspace)
+        self.data_dir = str(data.resolve()) if data is not None else ""
         self._remote = ray.remote(_run_on_worker).options(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run,
                                                           max_retries=MAX_RETRIES, retry_exceptions=False)
         self._pending: dict = {}  # object ref -> job
+        self._bundles: dict = {}  # commit -> its bundle in Ray's object store, the latest few (reruns reuse them)
 
     def submit(self, job: Job) -> None:
-        bundle = _bundle(self.workspace, job.commit)
-        ref = self._remote.remote(bundle, job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run,
+        if job.commit not in self._bundles:
+            self._bundles[job.commit] = self.ray.put(_bundle(self.workspace, job.commit))
+            while len(self._bundles) > 2 * self.capacity:
+                del self._bundles[next(iter(self._bundles))]  # the oldest
+        ref = self._remote.remote(self._bundles[job.commit], job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run,
                                   secrets.token_hex(8))
         self._pending[ref] = job
 

@@ -183,6 +183,22 @@ def marked_processes(marker: str) -> set[int]:
     return pids
 
 
+def record_processes(path: Path, marker: str) -> Callable[[int], None]:
+    """An `on_start` that notes the run's process group and marker in `path`, so that a harness
+    started after this one was killed can find and kill what it left (`kill_recorded`)."""
+    return lambda pgid: path.write_text(f"{pgid} {marker}")
+
+
+def kill_recorded(path: Path) -> None:
+    """Kill the processes `record_processes` noted in `path`, then forget them."""
+    pgid, _, marker = path.read_text().strip().partition(" ")
+    if pgid.isdigit() and int(pgid) > 1:
+        kill_group(int(pgid))
+    if marker:
+        kill_marked(marker)
+    path.unlink(missing_ok=True)
+
+
 def kill_marked(marker: str) -> None:
     """SIGKILL every process that still carries this run's marker (daemonised children)."""
     if Path("/proc").is_dir():

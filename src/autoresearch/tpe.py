@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-from autoresearch import gitops
 from autoresearch.edits import Proposal
-from autoresearch.knobs import Knob, KnobError, knob_edit, parse_knobs
+from autoresearch.knobs import Knob, KnobError, knob_edit, knob_values_at, parse_knobs
 from autoresearch.proposers import Draft, Request
 
 EXCLUDED = ("TORCH_COMPILE",)
@@ -85,12 +84,7 @@ class TPEProposer:
         if not commit:
             return None
         if commit not in self._params_by_commit:
-            source = (gitops.file_at(request.workspace, commit, request.task.editable[0]) or b"").decode()
-            try:
-                found = {k.name: k.current for k in parse_knobs(source)}
-            except KnobError:
-                found = {}
-            self._params_by_commit[commit] = found
+            self._params_by_commit[commit] = knob_values_at(request.workspace, commit, request.task.editable[0])
         found = self._params_by_commit[commit]
         params = {}
         for name, dist in distributions.items():

@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import sys
 import time
@@ -24,14 +24,15 @@ from importlib import metadata
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.runner import RUN_MARKER, Limits, RunResult, clean_environment, run_command
+from autoresearch.hashing import file_sha256
+from autoresearch.runner import RUN_MARKER, Limits, RunResult, clean_environment, record_processes, run_command
 from autoresearch.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
 from autoresearch.summary import metric_value, parse_summary
 from autoresearch.task import Task
 
 STATE_DIR = ".autoresearch"
+LOG_TAIL_LINES = 30
 INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"
-HASH_CHUNK = 2**20
 
 
 @dataclass
@@ -45,12 +46,22 @@ class TrialResult:
     wall_seconds: float = 0.0  # training, checks and evaluation together
 
 
-def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None, on_start=None,
+def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None,
               sandbox: Sandbox | None = None, extra_env: dict[str, str] | None = None,
               guard_refs: bool = True, hide: tuple[Path, ...] = ()) -> TrialResult:
-    """`guard_refs`: compare and restore git refs around the run. Off in a slot's worktree, where the
-    coordinator moves refs while the run goes on (and checks the branch itself). `hide`: more
-    directories the run must not see (the main workspace's state, for a slot inside it)."""
+    """While it runs, `pgid` beside the log names its process group and marker (for a restart after
+    a kill: `runner.kill_recorded`). `guard_refs`: compare and restore git refs around the run. Off
+    in a slot's worktree, where the coordinator moves refs while the run goes on (and checks the
+    branch itself). `hide`: more directories the run must not see (the main workspace's state, for a
+    slot inside it)."""
+    pgid_file = log_path.parent / "pgid"
+    try:
+        return _run_trial(workspace, task, commit, log_path, on_line, sandbox, extra_env, guard_refs, hide, pgid_file)
+    finally:
+        pgid_file.unlink(missing_ok=True)
+
+
+def _run_trial(workspace, task, commit, log_path, on_line, sandbox, extra_env, guard_refs, hide, pgid_file):
     started = time.monotonic()
     sandbox = sandbox or find_sandbox(task.sandbox.kind)
     state = workspace / STATE_DIR
@@ -61,12 +72,12 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
         directory.mkdir(parents=True)
     (state / "cache").mkdir(parents=True, exist_ok=True)
     trusted = bool(task.evaluation.command)
-    data = _data_dir(workspace)
+    data = data_dir(workspace)
     frozen_before = frozen_hashes(workspace, task)
     refs_before = gitops.ref_snapshot(workspace) if guard_refs else None
     limits = _limits(task)
 
-    env = clean_environment({**(extra_env or {}), **_data_env(workspace, data),
+    env = clean_environment({RUN_MARKER: secrets.token_hex(8), **(extra_env or {}), **_data_env(data),
                              "AUTORESEARCH_HANDOFF": str(handoff), "AUTORESEARCH_SCRATCH": str(scratch),
                              "TORCHINDUCTOR_CACHE_DIR": str(state / "cache" / "inductor"),
                              "TRITON_CACHE_DIR": str(state / "cache" / "triton")})
@@ -74,16 +85,18 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
     empty.write_bytes(b"")
     private = {workspace / name: empty for name in task.evaluation.private if (workspace / name).exists()}
     training = Policy(workdir=workspace, hidden=(*hide, state),
-                      bind_files={**_data_files(data, workspace, hide_val=trusted), **private},
+                      bind_files={**_data_files(data, hide_val=trusted), **private},
                       writable=(scratch, handoff, state / "cache"), network=task.sandbox.network)
     run = run_command(sandbox.wrap(task.command, training), workspace, log_path, task.budget.timeout,
-                      env=env, on_line=on_line, on_start=on_start, limits=limits)
+                      env=env, on_line=on_line, on_start=record_processes(pgid_file, env[RUN_MARKER]), limits=limits)
     summary = parse_summary(log_path.read_text(errors="replace"))
     failure = _training_failure(run, summary, task, trusted)
 
-    tampered = [name for name, digest in frozen_hashes(workspace, task).items() if frozen_before.get(name) != digest]
+    frozen = frozen_hashes(workspace, task)
+    tampered = [name for name, digest in frozen.items() if frozen_before.get(name) != digest]
     if tampered:  # put the frozen files back before anything else runs
         gitops.git(workspace, "checkout", commit, "--", *tampered)
+        frozen.update({name: frozen_before[name] for name in tampered})
         failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
     rewritten = gitops.restore_refs(workspace, refs_before) if refs_before is not None else []
     if rewritten:
@@ -96,14 +109,14 @@ def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=
             summary[f"reported_{task.metric}"] = reported  # information only: never what decides
         metric = None
         if not failure:
-            marker = {RUN_MARKER: env[RUN_MARKER]} if RUN_MARKER in env else {}  # a restart finds it too
+            marker = {RUN_MARKER: env[RUN_MARKER]}  # a restart finds the evaluation too
             metric, failure, invalid, scores = _evaluate(workspace, task, sandbox, handoff, data, log_path, limits, marker,
                                                          hide)
             summary.update({k: v for k, v in scores.items() if k != task.metric})
     if metric is not None:
         summary[task.metric] = metric
     shutil.rmtree(scratch, ignore_errors=True)
-    provenance = bind(workspace, task, commit, data, frozen_hashes(workspace, task), sandbox)
+    provenance = bind(commit, data, frozen, sandbox)
     return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance,
                        time.monotonic() - started)
 
@@ -114,8 +127,8 @@ def _evaluate(workspace: Path, task: Task, sandbox: Sandbox, handoff: Path, data
     eval_log = log_path.with_name(log_path.stem.replace("run", "eval") + ".log")
     command = [part.replace("{handoff}", str(handoff)) for part in task.evaluation.command]
     policy = Policy(workdir=workspace, hidden=(*hide, workspace / STATE_DIR), readable=(handoff,),
-                    bind_files=_data_files(data, workspace, hide_val=False))
-    env = clean_environment({**marker, **_data_env(workspace, data)})
+                    bind_files=_data_files(data, hide_val=False))
+    env = clean_environment({**marker, **_data_env(data)})
     run = run_command(sandbox.wrap(command, policy), workspace, eval_log, task.evaluation.timeout or task.budget.timeout,
                       env=env, limits=limits)
     text = eval_log.read_text(errors="replace")
@@ -149,11 +162,15 @@ def _training_failure(run: RunResult, summary: dict, task: Task, trusted: bool) 
     return ""
 
 
-def last_line(log_path: Path) -> str:
+def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:
     try:
-        lines = [line for line in log_path.read_text(errors="replace").splitlines()[-5:] if line.strip()]
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-n_lines:])
     except OSError:
-        lines = []
+        return ""
+
+
+def last_line(log_path: Path) -> str:
+    lines = [line for line in log_tail(log_path, 5).splitlines() if line.strip()]
     return lines[-1][:200] if lines else "no output"
 
 
@@ -170,16 +187,16 @@ def _machine_memory_gb() -> float:
         return 0.0
 
 
-def _data_dir(workspace: Path) -> Path | None:
+def data_dir(workspace: Path) -> Path | None:
     data = workspace / STATE_DIR / "data"
     return data if data.exists() else None
 
 
-def _data_env(workspace: Path, data: Path | None) -> dict[str, str]:
+def _data_env(data: Path | None) -> dict[str, str]:
     return {"AUTORESEARCH_DATA_DIR": str(data)} if data else {}
 
 
-def _data_files(data: Path | None, workspace: Path, hide_val: bool) -> dict[Path, Path]:
+def _data_files(data: Path | None, hide_val: bool) -> dict[Path, Path]:
     """Prepared data files, placed at the workspace's data path; the validation split left out
     of the training sandbox when an evaluation scores it."""
     if data is None:
@@ -197,42 +214,27 @@ def frozen_hashes(workspace: Path, task: Task) -> dict[str, str]:
     return hashes
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def bind(workspace: Path, task: Task, commit: str, data: Path | None, frozen: dict[str, str], sandbox: Sandbox) -> dict:
+def bind(commit: str, data: Path | None, frozen: dict[str, str], sandbox: Sandbox) -> dict:
     """What a result is bound to: the code, the frozen files, the data, the environment."""
-    return {"commit": commit, "frozen": frozen, "data": data_hashes(workspace, data),
-            "environment": environment(sandbox)}
+    return {"commit": commit, "frozen": frozen, "data": data_hashes(data), "environment": environment(sandbox)}
 
 
-def data_hashes(workspace: Path, data: Path | None) -> dict[str, str]:
-    """sha256 of every prepared data file, cached by size and modification time (data is large)."""
+def data_hashes(data: Path | None) -> dict[str, str]:
+    """sha256 of every prepared data file. `autoresearch prepare` recorded those of the large files in
+    meta.json; they are used while the file is no newer than that record, so no run re-reads gigabytes."""
     if data is None:
         return {}
-    cache_path = workspace / STATE_DIR / "data_hashes.json"
+    real = data.resolve()
     try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    hashes, changed = {}, False
-    for item in sorted(data.resolve().iterdir()):
-        if not item.is_file():
-            continue
-        stat = item.stat()
-        key = f"{item}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
-            cache[key], changed = file_sha256(item), True
-        hashes[item.name] = cache[key]
-    if changed:
-        tmp = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
+        recorded = json.loads((real / "meta.json").read_text()).get("sha256", {})
+        recorded_at = (real / "meta.json").stat().st_mtime_ns
+    except (OSError, ValueError, AttributeError):
+        recorded, recorded_at = {}, 0
+    hashes = {}
+    for item in sorted(real.iterdir()):
+        if item.is_file():
+            fresh = item.name in recorded and item.stat().st_mtime_ns <= recorded_at
+            hashes[item.name] = recorded[item.name] if fresh else file_sha256(item)
     return hashes
 
 

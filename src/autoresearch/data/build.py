@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from autoresearch.data import shakespeare
+from autoresearch.hashing import file_sha256
 from autoresearch.data.tokenizer import BOS, encode_documents, token_byte_lengths, train_bpe
 
 BUILTIN_DATASETS = ("shakespeare", "climbmix", "tinystories")
@@ -83,7 +84,7 @@ def prepare_data(dataset: str, vocab_size: int, *, cache: Path | None = None, nu
             "train_tokens": n_train,
             "val_tokens": n_val,
             "val_bytes": val_bytes,
-            "sha256": {name: _file_sha256(tmp / name) for name in ("train.bin", "val.bin", "tokenizer.json")},
+            "sha256": {name: file_sha256(tmp / name) for name in ("train.bin", "val.bin", "tokenizer.json")},
             "seconds": round(time.time() - started, 1),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -159,11 +160,3 @@ def _encode_to_file(tokenizer, documents: Iterable[str], path: Path, dtype, toke
         f.flush()
         os.fsync(f.fileno())
     return n_tokens, n_bytes
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -90,11 +90,11 @@ def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=0):
 # ---------------------------------------------------------------------------
 # Evaluation: validation bits per byte, independent of the vocabulary size.
 
-def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", split="val"):
+def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu"):
     """Consecutive windows over the validation tokens so that every target is scored exactly once.
     Batches always have batch_size rows (padding targets are -1) so compiled models see one shape."""
-    tokens = np.asarray(_tokens(split)[:(batch_size * seq_len + 1) if split != "val" else None], dtype=np.int64)
-    if EVAL_TOKENS and split == "val":
+    tokens = np.asarray(_tokens("val"), dtype=np.int64)
+    if EVAL_TOKENS:
         tokens = tokens[:EVAL_TOKENS + 1]
     n_targets = len(tokens) - 1
     n_rows = math.ceil(n_targets / seq_len)
@@ -125,7 +125,7 @@ def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
     device = next(model.parameters()).device
     if handoff:
         from autoresearch.handoff import export_model
-        example = next(validation_batches(batch_size, seq_len, "cpu", split="train"))[0].to(device)
+        example = torch.full((batch_size, seq_len), BOS_ID, dtype=torch.int64, device=device)  # only its shape matters
         export_model(model, example, handoff)
         print(f"model handed off for the harness's evaluation ({handoff})", flush=True)
         return None

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from autoresearch.data.build import prepare_data
-from autoresearch.task import load_task
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.core.task import load_task
+from autoresearch.store.workspace import init_workspace, link_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_gpt import PlainGPT  # noqa: E402

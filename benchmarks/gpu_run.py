@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from autoresearch.data.build import prepare_data
-from autoresearch.experiment import log_tail, run_experiment
-from autoresearch.task import load_task
-from autoresearch.templates import set_hyperparameters
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.study.experiment import log_tail, run_experiment
+from autoresearch.core.task import load_task
+from autoresearch.store.templates import set_hyperparameters
+from autoresearch.store.workspace import init_workspace, link_data
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.experiment import ledger_for, run_experiment
-from autoresearch.sandbox import find_sandbox
-from autoresearch.workspace import init_workspace
+from autoresearch.study.experiment import ledger_for, run_experiment
+from autoresearch.run.sandbox import find_sandbox
+from autoresearch.store.workspace import init_workspace
 
 TRIVIAL = 'command = ["/bin/sh", "-c", "echo ---; echo val_bpb: $(date +%N | cut -c1-3)"]'
 EVALUATION = 'command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]'
@@ -63,7 +63,7 @@ def measure(root: Path, name: str, experiments: int) -> dict:
     started = time.perf_counter()
     with open(ws / "train.py", "a") as f:
         f.write("# cli\n")
-    subprocess.run([sys.executable, "-m", "autoresearch.cli", "exp", "-q", "-m", "cli"], cwd=ws, check=True,
+    subprocess.run([sys.executable, "-m", "autoresearch", "exp", "-q", "-m", "cli"], cwd=ws, check=True,
                    capture_output=True)
     return {"command": statistics.median(commands), "overhead": statistics.median(overheads),
             "max": max(overheads), "cli": time.perf_counter() - started}

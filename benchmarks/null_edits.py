@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from autoresearch.data.build import prepare_data
-from autoresearch.experiment import ledger_for, run_experiment
-from autoresearch.task import load_task
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.study.experiment import ledger_for, run_experiment
+from autoresearch.core.task import load_task
+from autoresearch.store.workspace import init_workspace, link_data
 
 
 def null_edit(train: Path, i: int) -> str:

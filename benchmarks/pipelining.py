@@ -20,11 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autoresearch.experiment import ledger_for
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.models import OpenAIChat
-from autoresearch.proposers import LLMProposer
-from autoresearch.workspace import init_workspace
+from autoresearch.study.experiment import ledger_for
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.models import OpenAIChat
+from autoresearch.propose.proposers import LLMProposer
+from autoresearch.store.workspace import init_workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from llm_server import ScriptedLLMServer  # noqa: E402

@@ -24,16 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.executors import Job, JobResult, LocalExecutor, plan_slots
-from autoresearch.experiment import ledger_for
-from autoresearch.ledger import results_tsv_rows
-from autoresearch.parallel import ParallelOptions, run_parallel
-from autoresearch.proposers import RandomProposer
-from autoresearch.runner import RunResult
-from autoresearch.task import load_task
-from autoresearch.trial import TrialResult
-from autoresearch.workspace import init_workspace
+from autoresearch.store import gitops
+from autoresearch.execute.local import Job, JobResult, LocalExecutor, plan_slots
+from autoresearch.study.experiment import ledger_for
+from autoresearch.store.ledger import results_tsv_rows
+from autoresearch.study.parallel import ParallelOptions, run_parallel
+from autoresearch.propose.proposers import RandomProposer
+from autoresearch.run.process import RunResult
+from autoresearch.core.task import load_task
+from autoresearch.run.trial import TrialResult
+from autoresearch.store.workspace import init_workspace
 
 NOISE = 0.003
 OPTIMUM = [0.8, -1.2, 0.5, 1.5, -0.3, -2.0, 1.1, 0.0]  # of the 8 knobs; they all start at 0
@@ -75,7 +75,7 @@ def part1(root: Path, seconds: float, experiments: int) -> None:
     for slots in (1, 2, 4, 8):
         command = f'command = ["/bin/sh", "-c", "sleep {seconds}; echo ---; echo val_bpb: 2.$(date +%N | cut -c1-5)"]'
         ws = workspace(root, f"stub{slots}", command)
-        from autoresearch.experiment import run_experiment
+        from autoresearch.study.experiment import run_experiment
         run_experiment(ws, "baseline", allow_empty=True)  # 3 runs, outside the timing
         executor = LocalExecutor(ws, load_task(ws), plan_slots(slots, []))
         started = time.perf_counter()

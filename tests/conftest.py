@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.data.build import prepare_data
-from autoresearch.workspace import init_workspace
+from autoresearch.store.workspace import init_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def shakespeare_512(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ})
 
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from autoresearch.experiment import ledger_for
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.models import AnthropicChat, ModelError, OpenAIChat
-from autoresearch.proposers import LLMProposer
+from autoresearch.study.experiment import ledger_for
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.models import AnthropicChat, ModelError, OpenAIChat
+from autoresearch.propose.proposers import LLMProposer
 
 from conftest import run_cli
 from llm_server import Reply, ScriptedLLMServer

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.dashboard import DashboardServer, read_state
-from autoresearch.experiment import run_experiment
+from autoresearch.interfaces.dashboard import DashboardServer, read_state
+from autoresearch.study.experiment import run_experiment
 
 from conftest import set_line
 

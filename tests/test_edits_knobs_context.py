@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from autoresearch.context import build_user_message, frozen_api, history_text
-from autoresearch.edits import Edit, EditError, apply_to_texts, parse_answer, replace_once
-from autoresearch.knobs import KnobError, knob_edit, parse_knobs
-from autoresearch.ledger import Experiment
-from autoresearch.task import load_task
-from autoresearch.templates import template_dir
+from autoresearch.propose.context import build_user_message, frozen_api, history_text
+from autoresearch.propose.edits import Edit, EditError, apply_to_texts, parse_answer, replace_once
+from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
+from autoresearch.store.ledger import Experiment
+from autoresearch.core.task import load_task
+from autoresearch.store.templates import template_dir
 
 SOURCE = "def f():\n    x = 1\n    return x\n\n\ndef g():\n    y = 2\n    return y\n"
 
@@ -91,7 +91,7 @@ def _experiments(n: int) -> list[Experiment]:
 
 
 def test_history_summary_fits_and_keeps_what_matters():
-    from autoresearch.task import parse_task
+    from autoresearch.core.task import parse_task
 
     task = parse_task({"task": {"command": ["x"]}, "budget": {"value": 60}})
     experiments = _experiments(500)
@@ -116,8 +116,8 @@ def test_user_message_holds_program_files_and_api(tiny_workspace):
 
 
 def test_presets_narrow_the_declared_knob_ranges(tmp_path):
-    from autoresearch.knobs import KnobError, parse_knobs, set_knob_ranges
-    from autoresearch.workspace import init_workspace
+    from autoresearch.propose.knobs import KnobError, parse_knobs, set_knob_ranges
+    from autoresearch.store.workspace import init_workspace
 
     cpu = {k.name: k for k in parse_knobs((init_workspace(tmp_path / "cpu", template="llm", preset="cpu", tag="k")
                                             / "train.py").read_text())}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from autoresearch.experiment import ExperimentError, ledger_for, recover_interrupted, run_experiment
-from autoresearch.gitops import commit_paths
+from autoresearch.study.experiment import ExperimentError, ledger_for, recover_interrupted, run_experiment
+from autoresearch.store.gitops import commit_paths
 
 from conftest import git, run_cli, set_line
 

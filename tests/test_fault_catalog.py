@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autoresearch.experiment import ledger_for, run_experiment
-from autoresearch.runner import marked_processes
-from autoresearch.sandbox import find_sandbox
-from autoresearch.templates import set_hyperparameters
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.study.experiment import ledger_for, run_experiment
+from autoresearch.run.process import marked_processes
+from autoresearch.run.sandbox import find_sandbox
+from autoresearch.store.templates import set_hyperparameters
+from autoresearch.store.workspace import init_workspace, link_data
 
 from conftest import git, set_line
 

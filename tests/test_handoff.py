@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoresearch.handoff import WEIGHTS, HandoffError, causality_violation, export_model, load_model
+from autoresearch.run.handoff import WEIGHTS, HandoffError, causality_violation, export_model, load_model
 
 VOCAB, WIDTH, LENGTH = 50, 16, 12
 

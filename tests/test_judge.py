@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from autoresearch.judge import Evidence, change_size, classify_change, judge, pooled_sigma
-from autoresearch.task import JudgeSettings, parse_task
+from autoresearch.core.judge import Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.core.task import JudgeSettings, parse_task
 
 TASK = parse_task({"task": {"command": ["x"]}, "budget": {"value": 60}})
 SIGMA = 0.01
@@ -122,7 +122,7 @@ def test_pooled_sigma():
 
 
 def test_seed_and_comment_only_runs_refine_the_noise(tmp_path):
-    from autoresearch.ledger import Ledger
+    from autoresearch.store.ledger import Ledger
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
     base = ledger.start("b", "c0", "baseline")

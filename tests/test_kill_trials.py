@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 
-from autoresearch.experiment import ledger_for
+from autoresearch.study.experiment import ledger_for
 
 from conftest import git, run_cli, set_line
 
@@ -25,7 +25,7 @@ def test_sigkill_at_random_points_then_resume(tiny_workspace):
     git(ws, "commit", "-qam", "uneven runs")
     rng = random.Random(20261127)
     for trial in range(KILLS):
-        proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", "run", "--plain", "--max-experiments", "50",
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--plain", "--max-experiments", "50",
                                  "--seed", str(trial)], cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 4.0))
         proc.send_signal(signal.SIGKILL)

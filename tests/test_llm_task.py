@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from autoresearch.experiment import ledger_for, run_experiment
-from autoresearch.task import load_task
-from autoresearch.templates import load_presets, set_hyperparameters
-from autoresearch.workspace import init_workspace, link_data
+from autoresearch.study.experiment import ledger_for, run_experiment
+from autoresearch.core.task import load_task
+from autoresearch.store.templates import load_presets, set_hyperparameters
+from autoresearch.store.workspace import init_workspace, link_data
 
 from conftest import git, run_cli, set_line
 

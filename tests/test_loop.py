@@ -12,10 +12,10 @@ import time
 
 import pandas as pd
 
-from autoresearch.edits import Edit, Proposal
-from autoresearch.experiment import ledger_for
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.proposers import Draft, RandomProposer
+from autoresearch.propose.edits import Edit, Proposal
+from autoresearch.study.experiment import ledger_for
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.proposers import Draft, RandomProposer
 
 from conftest import git, run_cli, set_line
 
@@ -110,7 +110,7 @@ def test_sigkill_during_an_experiment_then_resume(tiny_workspace):
     ws = tiny_workspace
     set_line(ws / "autoresearch.toml", 'kind = "auto"', 'kind = "none"')
     _slow_tiny(ws)
-    cmd = [sys.executable, "-m", "autoresearch.cli", "run", "--max-experiments", "10", "--seed", "2"]
+    cmd = [sys.executable, "-m", "autoresearch", "run", "--max-experiments", "10", "--seed", "2"]
     proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = _running_experiment(ws)
     pgid = int((ws / ".autoresearch" / "runs" / f"{killed:05d}" / "pgid").read_text().split()[0])

@@ -1,4 +1,4 @@
-"""The MCP server end to end: the SDK's own client spawns `python -m autoresearch.mcp_server` and
+"""The MCP server end to end: the SDK's own client spawns `python -m autoresearch.interfaces.mcp_server` and
 drives the tiny task over stdio, the way Claude Code or Codex would. No mocks."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_agent_drives_the_loop_over_stdio(tiny_workspace, tmp_path):
 
 
 async def _drive(ws: Path, server_log: Path) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "autoresearch.mcp_server", "-C", str(ws)],
+    params = StdioServerParameters(command=sys.executable, args=["-m", "autoresearch.interfaces.mcp_server", "-C", str(ws)],
                                    env=dict(os.environ))
     with anyio.fail_after(120), open(server_log, "w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.proposers import RandomProposer
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.proposers import RandomProposer
 
 from conftest import run_cli
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from autoresearch.mlflow_export import ID_TAG, default_tracking_uri, export_to_mlflow  # noqa: E402
+from autoresearch.interfaces.mlflow_export import ID_TAG, default_tracking_uri, export_to_mlflow  # noqa: E402
 
 
 def test_each_experiment_becomes_a_run_once(tiny_workspace):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from autoresearch.edits import Edit, Proposal
-from autoresearch.executors import ExecutorError, LocalExecutor, plan_slots
-from autoresearch.experiment import ledger_for
-from autoresearch.parallel import ParallelOptions, run_parallel
-from autoresearch.proposers import Draft, RandomProposer
-from autoresearch.task import load_task
+from autoresearch.propose.edits import Edit, Proposal
+from autoresearch.execute.local import ExecutorError, LocalExecutor, plan_slots
+from autoresearch.study.experiment import ledger_for
+from autoresearch.study.parallel import ParallelOptions, run_parallel
+from autoresearch.propose.proposers import Draft, RandomProposer
+from autoresearch.core.task import load_task
 
 from conftest import git, run_cli, set_line
 
@@ -117,7 +117,7 @@ def test_sigkill_of_the_coordinator_then_resume(tiny_workspace):
     ws = tiny_workspace
     set_line(ws / "train.py", "    main()", "    import time; time.sleep(1.5); main()")
     git(ws, "commit", "-qam", "slow runs")
-    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", "run", "--slots", "3", "--plain",
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--slots", "3", "--plain",
                              "--max-experiments", "30", "--seed", "4"], cwd=ws,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

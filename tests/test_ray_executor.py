@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.executors import Job
-from autoresearch.parallel import ParallelOptions, run_parallel
-from autoresearch.proposers import RandomProposer
-from autoresearch.task import load_task
+from autoresearch.execute.local import Job
+from autoresearch.study.parallel import ParallelOptions, run_parallel
+from autoresearch.propose.proposers import RandomProposer
+from autoresearch.core.task import load_task
 
 from conftest import git, set_line
 from test_parallel import _consistent
@@ -23,7 +23,7 @@ if os.environ.get("CI") == "true":
 else:
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'autoresearch[ray]'")
 
-from autoresearch.ray_executor import RayExecutor  # noqa: E402
+from autoresearch.execute.ray_cluster import RayExecutor  # noqa: E402
 
 WORKERS = 4
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.proposers import RandomProposer
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.proposers import RandomProposer
 
 from conftest import run_cli
 
 pytest.importorskip("matplotlib")
-from autoresearch.report import ReportError, make_report, read_results_tsv, running_best  # noqa: E402
+from autoresearch.interfaces.report import ReportError, make_report, read_results_tsv, running_best  # noqa: E402
 
 ORIGINAL = """commit\tval_bpb\tmemory_gb\tstatus\tdescription
 a1b2c3d\t0.997900\t44.0\tkeep\tbaseline

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.knobs import parse_knobs
-from autoresearch.loop import LoopOptions, run_loop
-from autoresearch.task import load_task
+from autoresearch.propose.knobs import parse_knobs
+from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.core.task import load_task
 
 optuna = pytest.importorskip("optuna")
-from autoresearch.tpe import TPEProposer, distribution  # noqa: E402
+from autoresearch.propose.tpe import TPEProposer, distribution  # noqa: E402
 
 
 def test_distributions_follow_the_declarations():
-    from autoresearch.templates import template_dir
+    from autoresearch.store.templates import template_dir
 
     knobs = {k.name: k for k in parse_knobs((template_dir("llm") / "train.py").read_text())}
     assert distribution(knobs["TOTAL_BATCH_SIZE"]).choices[:3] == (4096, 8192, 16384)

@@ -10,7 +10,7 @@ import sys
 
 from rich.console import Console
 
-from autoresearch.view import LiveView
+from autoresearch.interfaces.view import LiveView
 
 
 def test_view_shows_progress_results_best_and_noise():
@@ -32,7 +32,7 @@ def test_view_shows_progress_results_best_and_noise():
 def test_cli_uses_the_live_view_on_a_terminal_and_plain_lines_otherwise(tiny_workspace):
     # a real pseudo-terminal: the CLI sees a TTY and draws the view
     main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "autoresearch.cli", "exp", "-m", "baseline"], cwd=tiny_workspace,
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "exp", "-m", "baseline"], cwd=tiny_workspace,
                             stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "120"})
     os.close(secondary)
     chunks = []
@@ -48,6 +48,6 @@ def test_cli_uses_the_live_view_on_a_terminal_and_plain_lines_otherwise(tiny_wor
     os.close(main)
     screen = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0 and "autoresearch" in screen and "best: #1" in screen and "╭" in screen
-    plain = subprocess.run([sys.executable, "-m", "autoresearch.cli", "exp", "--allow-empty", "-m", "again"],
+    plain = subprocess.run([sys.executable, "-m", "autoresearch", "exp", "--allow-empty", "-m", "again"],
                            cwd=tiny_workspace, capture_output=True, text=True)
     assert "╭" not in plain.stdout and "experiment 2: DISCARD" in plain.stdout

@@ -124,7 +124,7 @@ def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
     handoff = os.environ.get("AUTORESEARCH_HANDOFF")
     device = next(model.parameters()).device
     if handoff:
-        from autoresearch.handoff import export_model
+        from autoresearch.run.handoff import export_model
         example = torch.full((batch_size, seq_len), BOS_ID, dtype=torch.int64, device=device)  # only its shape matters
         export_model(model, example, handoff)
         print(f"model handed off for the harness's evaluation ({handoff})", flush=True)
@@ -154,7 +154,7 @@ def evaluate_handoff(handoff):
     """The harness's trusted evaluation of a handed-off model: `python prepare.py evaluate DIR`.
     Prints a summary block with val_bpb, or a line `invalid: why` and exits 3."""
     import secrets
-    from autoresearch.handoff import HandoffError, causality_violation, load_model
+    from autoresearch.run.handoff import HandoffError, causality_violation, load_model
     # the device kind train.py picked (the graph may carry device constants of it)
     device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
     try:

@@ -97,7 +97,7 @@ class Bubblewrap(Sandbox):
 def _python_paths() -> list[Path]:
     """Where the interpreter, its packages and this package (an editable install too) live."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent,
-             Path(__file__).resolve().parent.parent}
+             Path(__file__).resolve().parents[2]}
     paths.update(Path(p) for p in sys.path if p and Path(p).is_dir())
     resolved = sorted({p.resolve() for p in paths if p.exists()})
     return [p for p in resolved if not any(p != q and _under(p, q) for q in resolved)]  # outermost only

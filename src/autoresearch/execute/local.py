@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autoresearch import gitops
-from autoresearch.runner import RunResult
-from autoresearch.task import Task
-from autoresearch.trial import STATE_DIR, TrialResult, data_dir, run_trial
+from autoresearch.store import gitops
+from autoresearch.run.process import RunResult
+from autoresearch.core.task import Task
+from autoresearch.run.trial import STATE_DIR, TrialResult, data_dir, run_trial
 
 
 class ExecutorError(RuntimeError):

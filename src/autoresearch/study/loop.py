@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.edits import Edit, EditError, Proposal, apply_to_texts
-from autoresearch.experiment import (ExperimentResult, ledger_for, log_tail, recover_interrupted, run_experiment,
+from autoresearch.store import gitops
+from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
+from autoresearch.study.experiment import (ExperimentResult, ledger_for, log_tail, recover_interrupted, run_experiment,
                                      workspace_lock)
-from autoresearch.proposers import Draft, Proposer, Request
-from autoresearch.task import Task, load_task
+from autoresearch.propose.proposers import Draft, Proposer, Request
+from autoresearch.core.task import Task, load_task
 
 MAX_FAILURE_BACKOFF_S = 60.0
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from autoresearch.ledger import Experiment
-from autoresearch.task import Task
+from autoresearch.store.ledger import Experiment
+from autoresearch.core.task import Task
 
 CHARS_PER_TOKEN = 4  # a rough, conservative estimate for English and code
 MAX_DIFF_CHARS = 2500
 
 
 def prompt_template(name: str) -> string.Template:
-    return string.Template((resources.files("autoresearch") / "prompts" / name).read_text())
+    return string.Template((resources.files("autoresearch.propose") / "prompts" / name).read_text())
 
 
 def template_values(task: Task) -> dict[str, str]:

@@ -11,9 +11,9 @@ import math
 import os
 from pathlib import Path
 
-from autoresearch.experiment import ledger_for
-from autoresearch.knobs import knob_values_at
-from autoresearch.task import load_task
+from autoresearch.study.experiment import ledger_for
+from autoresearch.propose.knobs import knob_values_at
+from autoresearch.core.task import load_task
 
 ID_TAG = "autoresearch.experiment_id"
 

@@ -20,16 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.edits import EditError, Proposal, apply_to_texts
-from autoresearch.executors import Executor, Job
-from autoresearch.experiment import (Candidate, ExperimentResult, close, ledger_for, recover_interrupted, register,
+from autoresearch.store import gitops
+from autoresearch.propose.edits import EditError, Proposal, apply_to_texts
+from autoresearch.execute.local import Executor, Job
+from autoresearch.study.experiment import (Candidate, ExperimentResult, close, ledger_for, recover_interrupted, register,
                                      run_experiment, weigh, workspace_lock)
-from autoresearch.judge import Decision
-from autoresearch.loop import (LoopSummary, _content_key, _files_at, _tried_contents, interrupted, limit_reached,
+from autoresearch.core.judge import Decision
+from autoresearch.study.loop import (LoopSummary, _content_key, _files_at, _tried_contents, interrupted, limit_reached,
                                result_line)
-from autoresearch.proposers import Proposer, Request
-from autoresearch.task import load_task
+from autoresearch.propose.proposers import Proposer, Request
+from autoresearch.core.task import load_task
 
 
 @dataclass

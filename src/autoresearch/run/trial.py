@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.hashing import file_sha256
-from autoresearch.runner import RUN_MARKER, Limits, RunResult, clean_environment, record_processes, run_command
-from autoresearch.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
-from autoresearch.summary import metric_value, parse_summary
-from autoresearch.task import Task
+from autoresearch.store import gitops
+from autoresearch.core.hashing import file_sha256
+from autoresearch.run.process import RUN_MARKER, Limits, RunResult, clean_environment, record_processes, run_command
+from autoresearch.run.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
+from autoresearch.core.summary import metric_value, parse_summary
+from autoresearch.core.task import Task
 
 STATE_DIR = ".autoresearch"
 LOG_TAIL_LINES = 30

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from autoresearch.trial import log_tail
+from autoresearch.run.trial import log_tail
 
 LOG_TAIL_LINES = 40
 
@@ -91,7 +91,7 @@ class DashboardServer:
         if not (self.workspace / "autoresearch.toml").exists():
             raise DashboardError(f"{self.workspace} is not an autoresearch workspace")
         self.token = token if token is not None else (None if _is_loopback(host) else secrets.token_urlsafe(16))
-        self.page = (resources.files("autoresearch") / "dashboard.html").read_text()
+        self.page = (resources.files("autoresearch.interfaces") / "dashboard.html").read_text()
         try:
             self.httpd = ThreadingHTTPServer((host, port), self._handler())
         except OSError as exc:

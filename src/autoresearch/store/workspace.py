@@ -11,9 +11,9 @@ import datetime
 import shutil
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.knobs import set_knob_ranges
-from autoresearch.templates import (TEMPLATES, load_presets, render_llm_config, set_hyperparameters, shared_file,
+from autoresearch.store import gitops
+from autoresearch.propose.knobs import set_knob_ranges
+from autoresearch.store.templates import (TEMPLATES, load_presets, render_llm_config, set_hyperparameters, shared_file,
                                     template_dir)
 
 TEMPLATE_SKIP = {"presets.toml", "__pycache__"}

@@ -17,7 +17,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from autoresearch.task import Task
+from autoresearch.core.task import Task
 
 SEED_LINE = re.compile(r"^\s*(#.*|[A-Z_]*SEED[A-Z_]*\s*=.*|.*\b(manual_seed|random\.seed|np\.random\.seed|set_seed)\(.*)?$")
 COMMENT_LINE = re.compile(r"^\s*(#.*)?$")

@@ -28,18 +28,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from autoresearch.dashboard import DashboardError
+    from autoresearch.interfaces.dashboard import DashboardError
     from autoresearch.data.download import DownloadError
     from autoresearch.data.shakespeare import DatasetError
-    from autoresearch.experiment import ExperimentError
-    from autoresearch.gitops import GitError
-    from autoresearch.sandbox import SandboxError
-    from autoresearch.executors import ExecutorError
-    from autoresearch.task import ConfigError
-    from autoresearch.workspace import WorkspaceError
+    from autoresearch.study.experiment import ExperimentError
+    from autoresearch.store.gitops import GitError
+    from autoresearch.run.sandbox import SandboxError
+    from autoresearch.execute.local import ExecutorError
+    from autoresearch.core.task import ConfigError
+    from autoresearch.store.workspace import WorkspaceError
 
-    from autoresearch.local_model import LocalModelError
-    from autoresearch.models import ModelError
+    from autoresearch.propose.local_model import LocalModelError
+    from autoresearch.propose.models import ModelError
 
     return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
                             ModelError, LocalModelError, DashboardError, SandboxError, ExecutorError,
@@ -134,11 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_init(args) -> int:
-    from autoresearch.workspace import init_workspace
+    from autoresearch.store.workspace import init_workspace
 
     path = init_workspace(args.directory, template=args.template, preset=args.preset, tag=args.tag,
                           dataset=args.dataset, budget_seconds=args.budget)
-    from autoresearch.task import load_task
+    from autoresearch.core.task import load_task
 
     task = load_task(path)
     branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
@@ -152,8 +152,8 @@ def cmd_init(args) -> int:
 
 def cmd_prepare(args) -> int:
     from autoresearch.data.build import prepare_data
-    from autoresearch.task import load_task
-    from autoresearch.workspace import find_workspace, link_data
+    from autoresearch.core.task import load_task
+    from autoresearch.store.workspace import find_workspace, link_data
 
     workspace = find_workspace(args.workspace)
     task = load_task(workspace)
@@ -168,11 +168,11 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_exp(args) -> int:
-    from autoresearch.experiment import log_tail, run_experiment
-    from autoresearch.workspace import find_workspace
+    from autoresearch.study.experiment import log_tail, run_experiment
+    from autoresearch.store.workspace import find_workspace
 
-    from autoresearch.loop import result_line
-    from autoresearch.task import load_task
+    from autoresearch.study.loop import result_line
+    from autoresearch.core.task import load_task
 
     workspace = find_workspace(args.workspace)
     task = load_task(workspace)
@@ -194,7 +194,7 @@ def cmd_exp(args) -> int:
 
 def _say_what_the_sandbox_does_not_enforce(task) -> None:
     """Once per command, on stderr: runs without bubblewrap are less isolated (README: Safety)."""
-    from autoresearch.sandbox import find_sandbox
+    from autoresearch.run.sandbox import find_sandbox
     missing = find_sandbox(task.sandbox.kind).not_enforced()
     if missing:
         print(f"autoresearch: no bubblewrap sandbox here (Linux: apt install bubblewrap); not enforced: "
@@ -204,10 +204,10 @@ def _say_what_the_sandbox_does_not_enforce(task) -> None:
 def cmd_run(args) -> int:
     from contextlib import ExitStack
 
-    from autoresearch.agent import NO_MODEL_HINT, make_proposer, resolve
-    from autoresearch.loop import LoopOptions, run_loop
-    from autoresearch.task import load_task
-    from autoresearch.workspace import find_workspace
+    from autoresearch.propose.agent import NO_MODEL_HINT, make_proposer, resolve
+    from autoresearch.study.loop import LoopOptions, run_loop
+    from autoresearch.core.task import load_task
+    from autoresearch.store.workspace import find_workspace
 
     workspace = find_workspace(args.workspace)
     task = load_task(workspace)
@@ -218,7 +218,7 @@ def cmd_run(args) -> int:
         print(NO_MODEL_HINT, flush=True)
     if args.mlflow is not None:
         try:  # fail now, not after the first experiment
-            from autoresearch.mlflow_export import export_to_mlflow
+            from autoresearch.interfaces.mlflow_export import export_to_mlflow
         except ImportError:
             print("autoresearch: --mlflow needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
             return 1
@@ -248,15 +248,15 @@ def _run_parallel(args, workspace, task, settings, export) -> int:
     """Several experiments at once on local slots or a Ray cluster (parallel.py)."""
     from contextlib import ExitStack
 
-    from autoresearch.agent import make_proposer
-    from autoresearch.executors import LocalExecutor, plan_slots, visible_gpus
-    from autoresearch.parallel import ParallelOptions, run_parallel
+    from autoresearch.propose.agent import make_proposer
+    from autoresearch.execute.local import LocalExecutor, plan_slots, visible_gpus
+    from autoresearch.study.parallel import ParallelOptions, run_parallel
 
     if args.slots < 1:
         print("autoresearch: --slots must be at least 1", file=sys.stderr)
         return 1
     if args.executor == "ray":
-        from autoresearch.ray_executor import RayExecutor
+        from autoresearch.execute.ray_cluster import RayExecutor
         executor = RayExecutor(workspace, task, address=args.address, slots=args.slots if args.slots > 1 else None)
     else:
         gpus = args.gpus.split(",") if args.gpus else visible_gpus()
@@ -275,11 +275,11 @@ def _run_parallel(args, workspace, task, settings, export) -> int:
 
 
 def cmd_export(args) -> int:
-    from autoresearch.workspace import find_workspace
+    from autoresearch.store.workspace import find_workspace
 
     workspace = find_workspace(args.workspace)
     try:
-        from autoresearch.mlflow_export import default_tracking_uri, export_to_mlflow
+        from autoresearch.interfaces.mlflow_export import default_tracking_uri, export_to_mlflow
     except ImportError:
         print("autoresearch: MLflow export needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
         return 1
@@ -291,8 +291,8 @@ def cmd_export(args) -> int:
 def cmd_history(args) -> int:
     import json
 
-    from autoresearch.experiment import ledger_for
-    from autoresearch.workspace import find_workspace
+    from autoresearch.study.experiment import ledger_for
+    from autoresearch.store.workspace import find_workspace
 
     workspace = find_workspace(args.workspace)
     branch = None if args.all_branches else _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
@@ -332,7 +332,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from autoresearch.workspace import WorkspaceError, find_workspace
+    from autoresearch.store.workspace import WorkspaceError, find_workspace
 
     source = args.source
     if source.is_dir():
@@ -342,7 +342,7 @@ def cmd_report(args) -> int:
             pass  # a plain directory holding a results.tsv
     out = args.out or (source / ".autoresearch" / "report" if source.is_dir() else source.parent / "report")
     try:
-        from autoresearch.report import make_report
+        from autoresearch.interfaces.report import make_report
         paths = make_report(source, out)
     except ImportError:
         print("autoresearch: the report needs matplotlib: pip install 'autoresearch[report]'", file=sys.stderr)
@@ -353,8 +353,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from autoresearch.dashboard import DashboardServer
-    from autoresearch.workspace import find_workspace
+    from autoresearch.interfaces.dashboard import DashboardServer
+    from autoresearch.store.workspace import find_workspace
 
     server = DashboardServer(find_workspace(args.workspace), host=args.host, port=args.port, token=args.token)
     print(f"dashboard: {server.url}  (read-only; Ctrl-C to stop)", flush=True)
@@ -366,11 +366,11 @@ def cmd_dashboard(args) -> int:
 
 
 def cmd_mcp(args) -> int:
-    from autoresearch.workspace import find_workspace
+    from autoresearch.store.workspace import find_workspace
 
     workspace = find_workspace(args.workspace)  # before importing mcp: a bad directory is one line either way
     try:
-        from autoresearch.mcp_server import serve
+        from autoresearch.interfaces.mcp_server import serve
     except ImportError:
         print("autoresearch: the MCP server needs the mcp package: pip install 'autoresearch[mcp]'", file=sys.stderr)
         return 1
@@ -379,9 +379,9 @@ def cmd_mcp(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from autoresearch.experiment import ledger_for
-    from autoresearch.ledger import results_tsv_rows
-    from autoresearch.workspace import find_workspace
+    from autoresearch.study.experiment import ledger_for
+    from autoresearch.store.ledger import results_tsv_rows
+    from autoresearch.store.workspace import find_workspace
 
     workspace = find_workspace(args.workspace)
     branch = _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
@@ -404,13 +404,13 @@ def _live_view_wanted(args) -> bool:
 
 
 def _live_view(task):
-    from autoresearch.view import LiveView
+    from autoresearch.interfaces.view import LiveView
 
     return LiveView(task.budget.value if task.budget.kind == "seconds" else 0.0)
 
 
 def _git(path: Path, *args: str) -> str:
-    from autoresearch.gitops import git
+    from autoresearch.store.gitops import git
 
     return git(path, *args)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from contextlib import ExitStack
 
-from autoresearch.models import AnthropicChat, OpenAIChat
-from autoresearch.proposers import KnobProposer, LLMProposer, Proposer, RandomProposer
-from autoresearch.task import AgentSettings
+from autoresearch.propose.models import AnthropicChat, OpenAIChat
+from autoresearch.propose.proposers import KnobProposer, LLMProposer, Proposer, RandomProposer
+from autoresearch.core.task import AgentSettings
 
 NO_MODEL_HINT = ("no model configured: using the built-in random proposer over the knobs train.py declares. "
                  "Plug in a model with --model NAME (OPENAI_API_KEY or ANTHROPIC_API_KEY), "
@@ -34,7 +34,7 @@ def make_proposer(settings: AgentSettings, stack: ExitStack) -> Proposer:
     if settings.provider == "random":
         return RandomProposer(seed=settings.seed)
     if settings.provider == "tpe":
-        from autoresearch.tpe import TPEProposer
+        from autoresearch.propose.tpe import TPEProposer
 
         return TPEProposer(seed=settings.seed)
     if settings.provider == "anthropic":
@@ -42,7 +42,7 @@ def make_proposer(settings: AgentSettings, stack: ExitStack) -> Proposer:
                               api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY")
         return LLMProposer(model, settings.max_edit_retries, settings.context_tokens)
     if settings.provider == "local":
-        from autoresearch.local_model import LocalModelServer
+        from autoresearch.propose.local_model import LocalModelServer
 
         server = stack.enter_context(LocalModelServer())
         model = OpenAIChat(server.model, base_url=server.base_url, api_key=server.api_key, fold_system=True,

@@ -7,7 +7,7 @@ whoever runs the loop. The other tools only read the ledger, the task and the ru
 Served over stdio, where stdout is the protocol channel: training output goes only to each run's
 log (the runner pipes the child's output, and the SDK points fd 1 at stderr while it serves).
 
-    python -m autoresearch.mcp_server [-C DIR]
+    python -m autoresearch.interfaces.mcp_server [-C DIR]
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 from typing_extensions import TypedDict  # pydantic needs this one below Python 3.12 (nested results)
 
-from autoresearch import __version__, gitops
-from autoresearch.experiment import ExperimentError, ledger_for
-from autoresearch.experiment import log_tail as read_log_tail
-from autoresearch.experiment import run_experiment as run_one
-from autoresearch.gitops import GitError
-from autoresearch.ledger import Experiment, Ledger
-from autoresearch.task import ConfigError, load_task
-from autoresearch.workspace import WorkspaceError, find_workspace
+from autoresearch import __version__
+from autoresearch.store import gitops
+from autoresearch.study.experiment import ExperimentError, ledger_for
+from autoresearch.study.experiment import log_tail as read_log_tail
+from autoresearch.study.experiment import run_experiment as run_one
+from autoresearch.store.gitops import GitError
+from autoresearch.store.ledger import Experiment, Ledger
+from autoresearch.core.task import ConfigError, load_task
+from autoresearch.store.workspace import WorkspaceError, find_workspace
 
 # The harness raises these on purpose with a one-line message meant for whoever drives it.
 HARNESS_ERRORS = (ExperimentError, ConfigError, WorkspaceError, GitError)
@@ -243,7 +244,7 @@ def serve(workspace: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autoresearch.mcp_server",
+    parser = argparse.ArgumentParser(prog="python -m autoresearch.interfaces.mcp_server",
                                      description="Serve an autoresearch workspace to coding agents over MCP (stdio).")
     parser.add_argument("-C", "--workspace", type=Path, default=Path("."),
                         help="the workspace, or a directory inside it (default: the current directory)")

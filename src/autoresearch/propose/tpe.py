@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from autoresearch.edits import Proposal
-from autoresearch.knobs import Knob, KnobError, knob_edit, knob_values_at, parse_knobs
-from autoresearch.proposers import Draft, Request
+from autoresearch.propose.edits import Proposal
+from autoresearch.propose.knobs import Knob, KnobError, knob_edit, knob_values_at, parse_knobs
+from autoresearch.propose.proposers import Draft, Request
 
 EXCLUDED = ("TORCH_COMPILE",)
 

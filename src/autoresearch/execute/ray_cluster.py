@@ -15,10 +15,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.executors import ExecutorError, Job, JobResult, failed_trial
-from autoresearch.task import Task
-from autoresearch.trial import STATE_DIR, data_dir
+from autoresearch.store import gitops
+from autoresearch.execute.local import ExecutorError, Job, JobResult, failed_trial
+from autoresearch.core.task import Task
+from autoresearch.run.trial import STATE_DIR, data_dir
 
 MAX_RETRIES = 3
 
@@ -104,9 +104,9 @@ def _run_on_worker(bundle: bytes, commit: str, data_dir: str, log_name: str, exp
     """On a Ray worker: unpack the code, run one trial, return the result and the log."""
     import platform
 
-    from autoresearch.runner import RUN_MARKER
-    from autoresearch.task import load_task
-    from autoresearch.trial import run_trial
+    from autoresearch.run.process import RUN_MARKER
+    from autoresearch.core.task import load_task
+    from autoresearch.run.trial import run_trial
 
     attempt = _attempt_number(token)
     with tempfile.TemporaryDirectory(prefix="autoresearch-") as tmp:

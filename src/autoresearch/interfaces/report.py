@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.ledger import RESULTS_HEADER
+from autoresearch.store.ledger import RESULTS_HEADER
 
 
 class ReportError(ValueError):
@@ -58,7 +58,7 @@ def read_results_tsv(path: Path) -> list[Row]:
 
 
 def read_workspace(workspace: Path) -> list[Row]:
-    from autoresearch.experiment import ledger_for, log_tail
+    from autoresearch.study.experiment import ledger_for, log_tail
 
     ledger = ledger_for(workspace)
     try:

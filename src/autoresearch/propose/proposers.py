@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autoresearch.context import build_user_message, prompt_template, template_values
-from autoresearch.edits import EditError, Proposal, apply_to_texts, parse_answer
-from autoresearch.knobs import KnobError, knob_edit, parse_knobs
-from autoresearch.ledger import Experiment
-from autoresearch.models import ChatModel, ModelError
-from autoresearch.task import Task
+from autoresearch.propose.context import build_user_message, prompt_template, template_values
+from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, parse_answer
+from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
+from autoresearch.store.ledger import Experiment
+from autoresearch.propose.models import ChatModel, ModelError
+from autoresearch.core.task import Task
 
 
 @dataclass

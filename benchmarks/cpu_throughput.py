@@ -22,9 +22,7 @@ from pathlib import Path
 
 import torch
 
-from autoresearch.data.build import prepare_data
-from autoresearch.core.task import load_task
-from autoresearch.store.workspace import init_workspace, link_data
+from common import llm_workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_gpt import PlainGPT  # noqa: E402
@@ -49,9 +47,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ws = init_workspace(Path(tmp) / "ws", template="llm", preset="cpu", tag="bench")
-        task = load_task(ws)
-        link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size, log=lambda m: None))
+        ws = llm_workspace(Path(tmp), "ws", preset="cpu")
         sys.path.insert(0, str(ws))
         measure(importlib.import_module("train"), args)
 

@@ -13,11 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.data.build import prepare_data
-from autoresearch.study.experiment import log_tail, run_experiment
+from autoresearch.core.events import EventBus, RunOutput
 from autoresearch.core.task import load_task
-from autoresearch.store.templates import set_hyperparameters
-from autoresearch.store.workspace import init_workspace, link_data
+from autoresearch.data.build import prepare_data
+from autoresearch.run.trial import log_tail
+from autoresearch.store.templates import init_workspace, set_hyperparameters
+from autoresearch.store.workspace import Workspace
+from autoresearch.study.manual import run_experiment
 
 
 def main() -> None:
@@ -40,9 +42,10 @@ def main() -> None:
             train = ws / "train.py"
             train.write_text(set_hyperparameters(train.read_text(), {k: _literal(v) for k, v in overrides.items()}))
         started = time.time()
-        link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size))
+        Workspace(ws).link_data(prepare_data(task.data.dataset, task.data.vocab_size))
         print(f"data ready in {time.time() - started:.1f} s", flush=True)
-        result = run_experiment(ws, f"{args.preset} baseline", on_line=lambda line: print(line, flush=True))
+        printer = EventBus(lambda event: isinstance(event, RunOutput) and print(event.line, flush=True))
+        result = run_experiment(ws, f"{args.preset} baseline", bus=printer)
         m = result.metrics
         print(f"\nstatus {result.status} ({result.reason}); harness wall {result.wall_seconds:.1f} s "
               f"for a {args.budget:g} s budget")
@@ -58,7 +61,7 @@ def main() -> None:
         if args.noncausal:
             train = ws / "train.py"
             train.write_text(train.read_text().replace("is_causal=True", "is_causal=False"))
-            cheat = run_experiment(ws, "non-causal attention", on_line=lambda line: None)
+            cheat = run_experiment(ws, "non-causal attention")
             print(f"non-causal attention: {cheat.status} ({cheat.reason}); invalid={bool(cheat.metrics.get('invalid'))}")
 
 

@@ -24,32 +24,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.study.experiment import ledger_for, run_experiment
 from autoresearch.run.sandbox import find_sandbox
-from autoresearch.store.workspace import init_workspace
+from autoresearch.study.manual import run_experiment
+
+from common import ledger, stub_workspace
 
 TRIVIAL = 'command = ["/bin/sh", "-c", "echo ---; echo val_bpb: $(date +%N | cut -c1-3)"]'
-EVALUATION = 'command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]'
 
 
 def training_seconds(ws: Path, exp_id: int) -> float:
     """Wall time of the training command alone (the runs table), without checks or evaluation."""
-    ledger = ledger_for(ws)
-    total = ledger.db.execute("SELECT SUM(wall_seconds) FROM runs WHERE experiment_id = ?", (exp_id,)).fetchone()[0]
-    ledger.close()
-    return total
+    with ledger(ws) as record:
+        return record.db.execute("SELECT SUM(wall_seconds) FROM runs WHERE experiment_id = ?", (exp_id,)).fetchone()[0]
 
 
 def measure(root: Path, name: str, experiments: int) -> dict:
-    ws = init_workspace(root / name, template="tiny", tag="bench")
-    toml = ws / "autoresearch.toml"
-    text = toml.read_text()
-    if name != "trusted":
-        text = text.replace('command = ["{python}", "train.py"]', TRIVIAL).replace(EVALUATION, "")
-    text = text.replace('kind = "auto"', 'kind = "none"' if name == "plain" else 'kind = "bwrap"')
-    text += "\n[judge]\nbaseline_runs = 1\n"
-    toml.write_text(text)
-    subprocess.run(["git", "-C", str(ws), "commit", "-qam", name], check=True)
+    ws = stub_workspace(root, name, None if name == "trusted" else TRIVIAL,
+                        sandbox="none" if name == "plain" else "bwrap", extra_toml="\n[judge]\nbaseline_runs = 1\n")
     totals, commands = [], []
     for i in range(experiments):
         with open(ws / "train.py", "a") as f:

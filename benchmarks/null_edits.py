@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.data.build import prepare_data
-from autoresearch.study.experiment import ledger_for, run_experiment
-from autoresearch.core.task import load_task
-from autoresearch.store.workspace import init_workspace, link_data
+from autoresearch.study.manual import run_experiment
+
+from common import ledger, llm_workspace, stub_workspace
 
 
 def null_edit(train: Path, i: int) -> str:
@@ -47,14 +45,10 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="keep the workspace here (default: a temporary directory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ws = init_workspace(args.workspace or Path(tmp) / "ws", template=args.template,
-                            preset=args.preset if args.template == "llm" else None, tag="null", budget_seconds=args.budget)
-        with open(ws / "autoresearch.toml", "a") as f:
-            f.write("\n[judge]\nnever_keep_seed_only = false  # measure the noise rule alone\n")
-        subprocess.run(["git", "-C", str(ws), "commit", "-qam", "judge: noise rule alone"], check=True)
-        task = load_task(ws)
-        if task.data.dataset:
-            link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size, log=lambda m: None))
+        judge = "\n[judge]\nnever_keep_seed_only = false  # measure the noise rule alone\n"
+        root = args.workspace or Path(tmp)
+        ws = (llm_workspace(root, "ws", preset=args.preset, budget=args.budget, tag="null", extra_toml=judge)
+              if args.template == "llm" else stub_workspace(root, "ws", extra_toml=judge, sandbox="auto"))
         started = time.time()
         base = run_experiment(ws, "baseline")
         print(f"baseline: {base.metric:.6f} ({base.runs} runs) {base.reason}", flush=True)
@@ -62,12 +56,11 @@ def main() -> None:
             description = null_edit(ws / "train.py", i)
             result = run_experiment(ws, description)
             print(f"{description}: {result.status} {result.metric:.6f} ({result.runs} runs) {result.reason}", flush=True)
-        ledger = ledger_for(ws)
-        experiments = ledger.experiments()
-        baseline_runs = ledger.run_metrics(experiments[0].id)
-        first_runs = {e.id: ledger.run_metrics(e.id)[0] for e in experiments[1:] if ledger.run_metrics(e.id)}
-        all_runs = sum(len(ledger.run_metrics(e.id)) for e in experiments)
-        ledger.close()
+        with ledger(ws) as record:
+            experiments = record.experiments()
+            baseline_runs = record.run_metrics(experiments[0].id)
+            first_runs = {e.id: record.run_metrics(e.id)[0] for e in experiments[1:] if record.run_metrics(e.id)}
+            all_runs = sum(len(record.run_metrics(e.id)) for e in experiments)
     nulls = experiments[1:]
     ours = sum(e.status == "keep" for e in nulls)
     originals = []

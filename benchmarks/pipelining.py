@@ -15,18 +15,16 @@ import argparse
 import itertools
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from autoresearch.study.experiment import ledger_for
-from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import OpenAIChat
-from autoresearch.propose.proposers import LLMProposer
-from autoresearch.store.workspace import init_workspace
+from autoresearch.study.study import StudyOptions, run_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import ledger, stub_workspace  # noqa: E402
 from llm_server import ScriptedLLMServer  # noqa: E402
 
 STUB = '''"""Stub task: fixed duration, a score from 8 knobs."""
@@ -60,17 +58,13 @@ def responder_factory():
 
 def measure(budget: float, latency: float, n: int, pipeline: bool) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
-        ws = init_workspace(Path(tmp) / "ws", template="tiny", tag="bench")
-        (ws / "train.py").write_text(STUB.format(budget=budget))
-        subprocess.run(["git", "-C", str(ws), "commit", "-qam", "stub task"], check=True)
+        ws = stub_workspace(Path(tmp), "ws", 'command = ["{python}", "train.py"]', files={"train.py": STUB.format(budget=budget)})
         with ScriptedLLMServer(responder=responder_factory(), latency=latency) as server:
             model = OpenAIChat("stub", base_url=server.base_url, max_retries=0, timeout=60)
-            run_loop(ws, LLMProposer(model), LoopOptions(max_experiments=n + 1, pipeline=pipeline),
-                     on_event=lambda m: None)
-        ledger = ledger_for(ws)
-        experiments = ledger.experiments()[1:]  # the baseline needs no proposal
-        stale = sum(1 for p in ledger.proposals() if p["status"] == "stale")
-        ledger.close()
+            run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=n + 1, pipeline=pipeline))
+        with ledger(ws) as record:
+            experiments = record.experiments()[1:]  # the baseline needs no proposal
+            stale = sum(1 for p in record.proposals() if p["status"] == "stale")
     span = experiments[-1].finished_at - experiments[0].started_at
     busy = sum(e.wall_seconds for e in experiments)
     return (span - busy) / len(experiments), stale

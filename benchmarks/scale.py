@@ -19,21 +19,22 @@ import heapq
 import math
 import random
 import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.store import gitops
-from autoresearch.execute.local import Job, JobResult, LocalExecutor, plan_slots
-from autoresearch.study.experiment import ledger_for
-from autoresearch.store.ledger import results_tsv_rows
-from autoresearch.study.parallel import ParallelOptions, run_parallel
-from autoresearch.propose.proposers import RandomProposer
-from autoresearch.run.process import RunResult
 from autoresearch.core.task import load_task
+from autoresearch.execute.base import Job, JobResult
+from autoresearch.execute.local import LocalExecutor, plan_slots
+from autoresearch.propose.search import RandomProposer
+from autoresearch.run.process import RunResult
 from autoresearch.run.trial import TrialResult
-from autoresearch.store.workspace import init_workspace
+from autoresearch.store import gitops
+from autoresearch.store.ledger import results_tsv_rows
+from autoresearch.study.manual import run_experiment
+from autoresearch.study.study import StudyOptions, run_study
+
+from common import commit_all, ledger, stub_workspace
 
 NOISE = 0.003
 OPTIMUM = [0.8, -1.2, 0.5, 1.5, -0.3, -2.0, 1.1, 0.0]  # of the 8 knobs; they all start at 0
@@ -54,33 +55,18 @@ def objective(source: str, rng: random.Random) -> float:
     return 2.0 + 0.02 * sum((a - b) ** 2 for a, b in zip(x, OPTIMUM)) + rng.gauss(0, NOISE)
 
 
-def workspace(root: Path, name: str, command: str, extra_files: dict[str, str] | None = None) -> Path:
-    ws = init_workspace(root / name, template="tiny", tag="scale")
-    for file, text in (extra_files or {}).items():
-        (ws / file).write_text(text)
-    toml = ws / "autoresearch.toml"
-    text = toml.read_text().replace('command = ["{python}", "train.py"]', command)
-    text = text.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
-    text = text.replace('kind = "auto"', 'kind = "none"')
-    toml.write_text(text)
-    subprocess.run(["git", "-C", str(ws), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(ws), "commit", "-qm", "stub task"], check=True)
-    return ws
-
-
 def part1(root: Path, seconds: float, experiments: int) -> None:
     print(f"Part 1: stub task of {seconds:g} s, {experiments} experiments per configuration (after the baseline)")
     print(f"{'slots':>5} {'wall s':>8} {'exp/hour':>9} {'speed-up':>9} {'overhead/exp':>13}")
     base_rate = None
     for slots in (1, 2, 4, 8):
         command = f'command = ["/bin/sh", "-c", "sleep {seconds}; echo ---; echo val_bpb: 2.$(date +%N | cut -c1-5)"]'
-        ws = workspace(root, f"stub{slots}", command)
-        from autoresearch.study.experiment import run_experiment
+        ws = stub_workspace(root, f"stub{slots}", command)
         run_experiment(ws, "baseline", allow_empty=True)  # 3 runs, outside the timing
         executor = LocalExecutor(ws, load_task(ws), plan_slots(slots, []))
         started = time.perf_counter()
-        summary = run_parallel(ws, RandomProposer(seed=slots), executor, ParallelOptions(max_experiments=experiments),
-                               on_event=lambda m: None)
+        summary = run_study(ws, [RandomProposer(seed=slots)], StudyOptions(max_experiments=experiments),
+                            executor=executor)
         wall = time.perf_counter() - started
         done = len(summary.experiments)
         runs = sum(r.runs for r in summary.experiments)
@@ -122,22 +108,19 @@ class SimulatedExecutor:
 def part2(root: Path, experiments: int, slots: int) -> None:
     print(f"\nPart 2: {experiments} experiments on {slots} virtual slots, synthetic objective of 8 knobs "
           f"(start 2.198, optimum 2.000, noise sd {NOISE})")
-    ws = workspace(root, "simulation", 'command = ["{python}", "objective.py"]',
-                   {"objective.py": OBJECTIVE, "train.py": f"# a synthetic objective of these knobs\n{KNOBS}\n"})
+    ws = stub_workspace(root, "simulation", 'command = ["{python}", "objective.py"]',
+                        files={"objective.py": OBJECTIVE, "train.py": f"# a synthetic objective of these knobs\n{KNOBS}\n"})
     toml = ws / "autoresearch.toml"
     toml.write_text(toml.read_text().replace('frozen = ["prepare.py"', 'frozen = ["objective.py", "prepare.py"'))
-    subprocess.run(["git", "-C", str(ws), "commit", "-qam", "objective is frozen"], check=True)
+    commit_all(ws, "objective is frozen")
     executor = SimulatedExecutor(ws, slots)
     started = time.perf_counter()
-    summary = run_parallel(ws, RandomProposer(seed=7), executor, ParallelOptions(max_experiments=experiments,
-                                                                                 max_idle_proposals=200),
-                           on_event=lambda m: None)
+    summary = run_study(ws, [RandomProposer(seed=7)], StudyOptions(max_experiments=experiments, max_idle_proposals=200),
+                        executor=executor)
     wall = time.perf_counter() - started
-    ledger = ledger_for(ws)
-    rows = ledger.experiments()
-    branch = gitops.current_branch(ws)
-    best = ledger.incumbent(branch)
-    ledger.close()
+    with ledger(ws) as record:
+        rows = record.experiments()
+        best = record.incumbent(gitops.current_branch(ws))
     print(f"coordinator wall {wall:.0f} s for {len(rows)} experiments: {wall / len(rows) * 1000:.0f} ms each "
           f"(git commits, proposals, judging, ledger); stop: {summary.stop_reason}")
     print(f"{'experiments':>11} {'best so far':>12} {'kept':>5} {'replays':>8}")
@@ -158,7 +141,7 @@ def part2(root: Path, experiments: int, slots: int) -> None:
     tsv = (ws / "results.tsv").read_text().splitlines()
     ok = (statuses <= {"keep", "discard", "crash"} and linear and gitops.head(ws) == best.commit
           and tsv == results_tsv_rows(rows))
-    print(f"ledger consistent: {ok} (statuses {sorted(statuses)}, {len(chain)} kept commits in one line, "
+    print(f"ledger consistent: {ok} (statuses {sorted(map(str, statuses))}, {len(chain)} kept commits in one line, "
           f"branch on the best, results.tsv {len(tsv) - 1} rows = ledger)")
 
 

@@ -10,48 +10,39 @@ a table and writes a plot.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from autoresearch.core.best import best_value
+from autoresearch.core.events import EventBus
+from autoresearch.core.task import AgentSettings
+from autoresearch.interfaces.view import PlainPrinter
 from autoresearch.propose.agent import make_proposer, resolve
-from autoresearch.data.build import prepare_data
-from autoresearch.study.experiment import ledger_for
-from autoresearch.study.loop import LoopOptions, run_loop
-from autoresearch.core.task import AgentSettings, load_task
-from autoresearch.store.workspace import init_workspace, link_data
+from autoresearch.study.study import StudyOptions, run_study
+
+from common import ledger, llm_workspace, stub_workspace
 
 
 def best_so_far(workspace: Path) -> list[float]:
-    ledger = ledger_for(workspace)
-    values = [e.metric for e in ledger.experiments()]
-    ledger.close()
-    curve, best = [], float("inf")
-    for value in values:
-        if value is not None:
-            best = min(best, value)
-        curve.append(best)
-    return curve
+    """The best value seen after each experiment, kept or not (this compares proposers, not judges)."""
+    with ledger(workspace) as record:
+        values = [e.metric for e in record.experiments()]
+    return [best_value([v for v in values[:i + 1] if v is not None]) for i in range(len(values))]
 
 
 def run_one(provider: str, args, root: Path) -> list[float]:
-    ws = init_workspace(root / provider, template=args.template, preset=args.preset if args.template == "llm" else None,
-                        tag=provider, budget_seconds=args.budget)
-    with open(ws / "autoresearch.toml", "a") as f:  # one run per experiment: this compares proposers, not judges
-        f.write(f'\n[judge]\nrule = "{args.judge}"\nbaseline_runs = 1\n')
-    subprocess.run(["git", "-C", str(ws), "commit", "-qam", "benchmark judge"], check=True)
-    task = load_task(ws)
-    if task.data.dataset:
-        link_data(ws, prepare_data(task.data.dataset, task.data.vocab_size, log=lambda m: None))
+    judge = f'\n[judge]\nrule = "{args.judge}"\nbaseline_runs = 1\n'  # one run each: proposers, not judges
+    ws = (llm_workspace(root, provider, preset=args.preset, budget=args.budget, tag=provider, extra_toml=judge)
+          if args.template == "llm" else stub_workspace(root, provider, extra_toml=judge, sandbox="auto"))
     if provider == "llm":
         settings = resolve(AgentSettings(), model=args.model, base_url=args.base_url)
     else:
         settings = resolve(AgentSettings(), provider=provider, seed=args.seed)
     with ExitStack() as stack:
         proposer = make_proposer(settings, stack)
-        run_loop(ws, proposer, LoopOptions(max_experiments=args.experiments, failure_backoff_s=1.0),
-                 on_event=lambda m: print(f"[{provider}] {m}", flush=True))
+        run_study(ws, [proposer], StudyOptions(max_experiments=args.experiments, failure_backoff_s=1.0),
+                  bus=EventBus(PlainPrinter(lambda text: print(f"[{provider}] {text}", flush=True))))
     return best_so_far(ws)
 
 

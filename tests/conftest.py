@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from autoresearch.data.build import prepare_data
-from autoresearch.store.workspace import init_workspace
+from autoresearch.store.templates import init_workspace
+from autoresearch.store.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def ledger_for(ws: Path):
+    """The workspace's ledger (close it after use)."""
+    return Workspace(ws).open_ledger()
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from autoresearch.study.experiment import ledger_for
-from autoresearch.study.loop import LoopOptions, run_loop
+from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import AnthropicChat, ModelError, OpenAIChat
-from autoresearch.propose.proposers import LLMProposer
+from autoresearch.study.study import StudyOptions, run_study
 
-from conftest import run_cli
+from conftest import ledger_for, run_cli
 from llm_server import Reply, ScriptedLLMServer
 
 
@@ -25,8 +24,8 @@ def answer(description: str, search: str, replace: str, path: str = "train.py") 
             f"<<<<<<< SEARCH {path}\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n")
 
 
-def options(**kw) -> LoopOptions:
-    return LoopOptions(pipeline=False, failure_backoff_s=0.01, **kw)
+def options(**kw) -> StudyOptions:
+    return StudyOptions(pipeline=False, failure_backoff_s=0.01, **kw)
 
 
 def proposals(ws) -> list[dict]:
@@ -50,8 +49,7 @@ def test_openai_bad_answers_go_back_to_the_model_then_crash_and_fix(tiny_workspa
     ]
     with ScriptedLLMServer(script) as server:
         model = OpenAIChat("gpt-4.1-mini", base_url=server.base_url, max_retries=2, timeout=10)
-        events = []
-        summary = run_loop(ws, LLMProposer(model, max_edit_retries=2), options(max_experiments=4), on_event=events.append)
+        summary = run_study(ws, [LLMProposer(model, max_edit_retries=2)], options(max_experiments=4))
         requests = server.requests
     assert [r.status for r in summary.experiments] == ["keep", "keep", "crash", "discard"]
     assert summary.experiments[2].reason.startswith("exit code 1: RuntimeError: boom")
@@ -80,8 +78,7 @@ def test_a_model_that_keeps_failing_is_recorded_not_fatal(tiny_workspace):
     script += [answer("order 3", order, order.replace("ORDER = 2", "ORDER = 3"))]
     with ScriptedLLMServer(script) as server:
         model = OpenAIChat("local-model", base_url=server.base_url, max_retries=0, timeout=1)
-        summary = run_loop(ws, LLMProposer(model, max_edit_retries=2), options(max_experiments=2),
-                           on_event=lambda m: None)
+        summary = run_study(ws, [LLMProposer(model, max_edit_retries=2)], options(max_experiments=2))
     assert [r.status for r in summary.experiments] == ["keep", "keep"] and summary.proposals_failed == 3
     rows = proposals(ws)
     assert [p["status"] for p in rows] == ["failed", "failed", "failed", "used"]
@@ -96,7 +93,7 @@ def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
     script = [Reply(status=529, text="overloaded"), answer("alpha 0.5", alpha, alpha.replace("ALPHA = 1.0", "ALPHA = 0.5"))]
     with ScriptedLLMServer(script) as server:
         model = AnthropicChat("claude-haiku-4-5", base_url=server.anthropic_base_url, max_retries=2, timeout=10)
-        summary = run_loop(ws, LLMProposer(model), options(max_experiments=2), on_event=lambda m: None)
+        summary = run_study(ws, [LLMProposer(model)], options(max_experiments=2))
         requests = server.requests
     assert [r.description for r in summary.experiments] == ["baseline", "alpha 0.5"]
     assert [r["path"] for r in requests] == ["/v1/messages", "/v1/messages"]

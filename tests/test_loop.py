@@ -12,17 +12,18 @@ import time
 
 import pandas as pd
 
+from autoresearch.core.events import EventBus, ExperimentFinished, Note
+from autoresearch.propose.base import Draft
 from autoresearch.propose.edits import Edit, Proposal
-from autoresearch.study.experiment import ledger_for
-from autoresearch.study.loop import LoopOptions, run_loop
-from autoresearch.propose.proposers import Draft, RandomProposer
+from autoresearch.propose.search import RandomProposer
+from autoresearch.study.study import StudyOptions, run_study
 
-from conftest import git, run_cli, set_line
+from conftest import git, ledger_for, run_cli, set_line
 
 
 def test_random_loop_runs_records_and_keeps_the_best(tiny_workspace):
     ws = tiny_workspace
-    summary = run_loop(ws, RandomProposer(seed=3), LoopOptions(max_experiments=5), on_event=lambda m: None)
+    summary = run_study(ws, [RandomProposer(seed=3)], StudyOptions(max_experiments=5))
     assert len(summary.experiments) == 5 and summary.stop_reason.startswith("ran 5")
     table = pd.read_csv(ws / "results.tsv", sep="\t")
     assert len(table) == 5 and table.status.iloc[0] == "keep" and table.description.iloc[0].startswith("baseline [mean of 3 runs, sd 0.0000]")
@@ -40,9 +41,8 @@ def test_stop_file_stops_and_is_removed(tiny_workspace):
     ws = tiny_workspace
     stop = ws / ".autoresearch" / "stop"
     stop.parent.mkdir(exist_ok=True)
-    events = []
-    summary = run_loop(ws, RandomProposer(seed=1), LoopOptions(max_experiments=50),
-                       on_event=lambda m: (events.append(m), m.startswith("experiment 2") and stop.touch()))
+    bus = EventBus(lambda e: isinstance(e, ExperimentFinished) and e.result.id == 2 and stop.touch())
+    summary = run_study(ws, [RandomProposer(seed=1)], StudyOptions(max_experiments=50), bus=bus)
     assert "stop file" in summary.stop_reason and not stop.exists()
     assert len(summary.experiments) == 2
 
@@ -54,18 +54,18 @@ class SameFileAgain:
     def __init__(self, text):
         self.text = text
 
-    def propose(self, request):
+    def propose(self, snapshot):
         return Draft(Proposal("alpha 0.5", "", [Edit("train.py", "", self.text, whole_file=True)]), self.name)
 
-    def fix(self, request, crashed, log_tail):
+    def fix(self, snapshot, crashed, log_tail):
         return None
 
 
 def test_duplicate_code_is_not_run_again(tiny_workspace):
     ws = tiny_workspace
     text = (ws / "train.py").read_text().replace("ALPHA = 1.0 ", "ALPHA = 0.5 ")
-    options = LoopOptions(max_experiments=5, pipeline=False, failure_backoff_s=0.01, max_idle_proposals=3)
-    summary = run_loop(ws, SameFileAgain(text), options, on_event=lambda m: None)
+    options = StudyOptions(max_experiments=5, pipeline=False, failure_backoff_s=0.01, max_idle_proposals=3)
+    summary = run_study(ws, [SameFileAgain(text)], options)
     # baseline, then alpha 0.5 once; after that only duplicates, until the loop gives up on the proposer
     assert [r.description for r in summary.experiments] == ["baseline", "alpha 0.5"]
     assert summary.duplicates == 3 and summary.stop_reason.startswith("3 proposals in a row could not run")
@@ -147,8 +147,9 @@ def test_sigkill_during_an_experiment_then_resume(tiny_workspace):
 def test_top_k_explores_from_other_kept_commits_and_returns_to_the_best(tiny_workspace):
     ws = tiny_workspace
     events = []
-    options = LoopOptions(max_experiments=10, top_k=3, explore=1.0, seed=0)
-    summary = run_loop(ws, RandomProposer(seed=11), options, on_event=events.append)
+    options = StudyOptions(max_experiments=10, top_k=3, explore=1.0, seed=0)
+    summary = run_study(ws, [RandomProposer(seed=11)], options,
+                        bus=EventBus(lambda e: isinstance(e, Note) and events.append(e.text)))
     ledger = ledger_for(ws)
     experiments = ledger.experiments()
     best = ledger.incumbent(experiments[0].branch)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.study.loop import LoopOptions, run_loop
-from autoresearch.propose.proposers import RandomProposer
+from autoresearch.propose.search import RandomProposer
+from autoresearch.study.study import StudyOptions, run_study
 
 from conftest import run_cli
 
@@ -17,7 +17,7 @@ from autoresearch.interfaces.mlflow_export import ID_TAG, default_tracking_uri, 
 
 def test_each_experiment_becomes_a_run_once(tiny_workspace):
     ws = tiny_workspace
-    run_loop(ws, RandomProposer(seed=2), LoopOptions(max_experiments=3), on_event=lambda m: None)
+    run_study(ws, [RandomProposer(seed=2)], StudyOptions(max_experiments=3))
     assert export_to_mlflow(ws) == 3
     assert export_to_mlflow(ws) == 0  # idempotent
     client = MlflowClient(tracking_uri=default_tracking_uri(ws))

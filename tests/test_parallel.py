@@ -5,14 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from autoresearch.propose.edits import Edit, Proposal
-from autoresearch.execute.local import ExecutorError, LocalExecutor, plan_slots
-from autoresearch.study.experiment import ledger_for
-from autoresearch.study.parallel import ParallelOptions, run_parallel
-from autoresearch.propose.proposers import Draft, RandomProposer
 from autoresearch.core.task import load_task
+from autoresearch.execute.base import ExecutorError
+from autoresearch.execute.local import LocalExecutor, plan_slots
+from autoresearch.propose.base import Draft
+from autoresearch.propose.edits import Edit, Proposal
+from autoresearch.propose.search import RandomProposer
+from autoresearch.study.study import StudyOptions, run_study
 
-from conftest import git, run_cli, set_line
+from conftest import git, ledger_for, run_cli, set_line
 
 
 class ScriptedProposer:
@@ -23,16 +24,16 @@ class ScriptedProposer:
         self.changes = list(changes)
         self.seen_in_flight: list[list[str]] = []
 
-    def propose(self, request) -> Draft:
-        self.seen_in_flight.append(list(request.in_flight))
+    def propose(self, snapshot) -> Draft:
+        self.seen_in_flight.append(list(snapshot.in_flight))
         if not self.changes:
             return Draft(None, self.name, error="nothing left to propose")
         description, old, new = self.changes.pop(0)
-        line = next(line for line in request.files["train.py"].splitlines() if line.startswith(old))
+        line = next(line for line in snapshot.files["train.py"].splitlines() if line.startswith(old))
         return Draft(Proposal(description, "", [Edit("train.py", line, new + line[len(new):] if len(line) > len(new)
                                                      else new)]), self.name)
 
-    def fix(self, request, crashed, log_tail):
+    def fix(self, snapshot, crashed, log_tail):
         return None
 
 
@@ -67,7 +68,7 @@ def test_slots_run_at_once_and_the_record_stays_consistent(tiny_workspace):
     git(ws, "commit", "-qam", "runs of a second")
     task = load_task(ws)
     executor = LocalExecutor(ws, task, plan_slots(3, []))
-    summary = run_parallel(ws, RandomProposer(seed=5), executor, ParallelOptions(max_experiments=6), on_event=lambda m: None)
+    summary = run_study(ws, [RandomProposer(seed=5)], StudyOptions(max_experiments=6), executor=executor)
     experiments = _consistent(ws)
     assert len(experiments) >= 7 and summary.stop_reason.startswith("started 6")
     runs = [e for e in experiments[1:]]
@@ -84,7 +85,7 @@ def test_a_gain_on_an_older_parent_is_replayed_on_the_new_best(tiny_workspace):
     git(ws, "commit", "-qam", "order 3 is slow")
     proposer = ScriptedProposer([("order 3", "ORDER = 2", "ORDER = 3"), ("alpha 1.2", "ALPHA = 1.0", "ALPHA = 1.2")])
     executor = LocalExecutor(ws, load_task(ws), plan_slots(2, []))
-    run_parallel(ws, proposer, executor, ParallelOptions(max_experiments=3, max_idle_proposals=1), on_event=lambda m: None)
+    run_study(ws, [proposer], StudyOptions(max_experiments=3, max_idle_proposals=1), executor=executor)
     experiments = _consistent(ws)
     by_description = {e.description: e for e in experiments}
     order3, alpha = by_description["order 3"], by_description["alpha 1.2"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.execute.local import Job
-from autoresearch.study.parallel import ParallelOptions, run_parallel
-from autoresearch.propose.proposers import RandomProposer
 from autoresearch.core.task import load_task
+from autoresearch.execute.base import Job
+from autoresearch.propose.search import RandomProposer
+from autoresearch.study.study import StudyOptions, run_study
 
 from conftest import git, set_line
 from test_parallel import _consistent
@@ -47,8 +47,7 @@ def test_loop_on_a_ray_cluster(cluster, tiny_workspace):
     _slow_tiny(ws, 1.5)
     executor = RayExecutor(ws, load_task(ws))
     assert executor.capacity == WORKERS
-    summary = run_parallel(ws, RandomProposer(seed=11), executor, ParallelOptions(max_experiments=8),
-                           on_event=lambda m: None)
+    summary = run_study(ws, [RandomProposer(seed=11)], StudyOptions(max_experiments=8), executor=executor)
     experiments = _consistent(ws)
     assert len(summary.experiments) >= 9  # the baseline, 8 started, and replays if any
     runs = experiments[1:]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.study.loop import LoopOptions, run_loop
-from autoresearch.propose.proposers import RandomProposer
+from autoresearch.propose.search import RandomProposer
+from autoresearch.study.study import StudyOptions, run_study
 
 from conftest import run_cli
 
@@ -39,7 +39,7 @@ def test_original_results_tsv_is_plotted_with_the_same_kept_points_and_best(tmp_
 
 
 def test_report_from_a_workspace_has_diffs_and_logs(tiny_workspace):
-    run_loop(tiny_workspace, RandomProposer(seed=4), LoopOptions(max_experiments=4), on_event=lambda m: None)
+    run_study(tiny_workspace, [RandomProposer(seed=4)], StudyOptions(max_experiments=4))
     paths = make_report(tiny_workspace, tiny_workspace / "report")
     page = paths[2].read_text()
     assert page.count("<tr class=") == 4 and "<h4>diff</h4>" in page and "val_bpb:" in page

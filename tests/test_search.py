@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.propose.knobs import parse_knobs
-from autoresearch.study.loop import LoopOptions, run_loop
 from autoresearch.core.task import load_task
+from autoresearch.propose.knobs import parse_knobs
+from autoresearch.study.study import StudyOptions, run_study
 
 optuna = pytest.importorskip("optuna")
 from autoresearch.propose.tpe import TPEProposer, distribution  # noqa: E402
@@ -23,8 +23,8 @@ def test_distributions_follow_the_declarations():
 
 def test_tpe_drives_the_loop_and_resumes(tiny_workspace):
     ws = tiny_workspace
-    first = run_loop(ws, TPEProposer(seed=0), LoopOptions(max_experiments=5), on_event=lambda m: None)
-    second = run_loop(ws, TPEProposer(seed=0), LoopOptions(max_experiments=3), on_event=lambda m: None)
+    first = run_study(ws, [TPEProposer(seed=0)], StudyOptions(max_experiments=5))
+    second = run_study(ws, [TPEProposer(seed=0)], StudyOptions(max_experiments=3))
     results = first.experiments + second.experiments
     assert len(results) == 8 and all(r.status in ("keep", "discard") for r in results)
     assert all(r.description.startswith("tpe: ") for r in results[1:])

@@ -17,6 +17,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+from autoresearch.core.best import gain as gain_of
+from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 
 SEED_LINE = re.compile(r"^\s*(#.*|[A-Z_]*SEED[A-Z_]*\s*=.*|.*\b(manual_seed|random\.seed|np\.random\.seed|set_seed)\(.*)?$")
@@ -25,7 +27,7 @@ COMMENT_LINE = re.compile(r"^\s*(#.*)?$")
 
 @dataclass(frozen=True)
 class Decision:
-    status: str  # keep | discard | crash | rerun
+    status: Status  # keep | discard | crash | rerun
     reason: str
     margin: float | None = None  # gain in units of the difference's standard deviation
 
@@ -46,42 +48,42 @@ class Evidence:
 def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
     settings = task.judge
     if failure or not evidence.candidate:
-        return Decision("crash", failure or f"no valid {task.metric} in the summary block")
+        return Decision(Status.CRASH, failure or f"no valid {task.metric} in the summary block")
     mean = statistics.fmean(evidence.candidate)
     n = len(evidence.candidate)
     if not evidence.incumbent:  # the baseline: measure the noise first
         if settings.rule == "noise" and n < settings.baseline_runs:
-            return Decision("rerun", f"baseline run {n} of {settings.baseline_runs}")
+            return Decision(Status.RERUN, f"baseline run {n} of {settings.baseline_runs}")
         spread = f", runs {' '.join(f'{x:.6f}' for x in evidence.candidate)}" if n > 1 else ""
-        return Decision("keep", f"baseline{spread}")
+        return Decision(Status.KEEP, f"baseline{spread}")
     if settings.max_memory_gb and evidence.memory_gb > settings.max_memory_gb:
-        return Decision("discard", f"peak memory {evidence.memory_gb:.1f} GB over the {settings.max_memory_gb:g} GB cap")
+        return Decision(Status.DISCARD, f"peak memory {evidence.memory_gb:.1f} GB over the {settings.max_memory_gb:g} GB cap")
     incumbent = statistics.fmean(evidence.incumbent)
-    gain = (incumbent - mean) if task.direction == "minimize" else (mean - incumbent)
+    gain = gain_of(mean, incumbent, task.direction)
     if settings.rule == "strict":
         if gain > 0:
-            return Decision("keep", f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({mean - incumbent:+.6f})")
-        return Decision("discard", f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
+            return Decision(Status.KEEP, f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({mean - incumbent:+.6f})")
+        return Decision(Status.DISCARD, f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
 
     sd_diff = evidence.sigma * math.sqrt(1 / n + 1 / len(evidence.incumbent)) if evidence.sigma else None
     margin = gain / sd_diff if sd_diff else None
     where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {evidence.sigma:.6f}, {n} vs {len(evidence.incumbent)} runs)"
              if margin is not None else f"gain {gain:+.6f} (no run-to-run noise measured)")
     if evidence.change and settings.never_keep_seed_only:
-        return Decision("discard", f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
+        return Decision(Status.DISCARD, f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
     z = t_quantile(settings.z, evidence.dof)  # a sigma from few runs is itself uncertain: demand more
     threshold = max(z * sd_diff if sd_diff else 0.0, settings.min_delta)
     if gain > threshold:
-        return Decision("keep", f"{where} > {z:.2g} sd", margin)
+        return Decision(Status.KEEP, f"{where} > {z:.2g} sd", margin)
     simpler = evidence.lines_removed > evidence.lines_added
     if settings.prefer_simpler and simpler and sd_diff and gain >= -sd_diff:  # the original's simplicity criterion
         fewer = evidence.lines_removed - evidence.lines_added
-        return Decision("keep", f"as good within noise and {fewer} lines shorter; {where}", margin)
+        return Decision(Status.KEEP, f"as good within noise and {fewer} lines shorter; {where}", margin)
     if gain > 0:
         if n <= settings.max_reruns and (margin is None or margin >= settings.grey_zone):  # measure again
-            return Decision("rerun", f"grey zone: {where}", margin)
-        return Decision("discard", f"within noise after {n} run{'s' * (n > 1)}: {where}", margin)
-    return Decision("discard", f"not better: {where}", margin)
+            return Decision(Status.RERUN, f"grey zone: {where}", margin)
+        return Decision(Status.DISCARD, f"within noise after {n} run{'s' * (n > 1)}: {where}", margin)
+    return Decision(Status.DISCARD, f"not better: {where}", margin)
 
 
 def t_quantile(z: float, dof: int) -> float:

@@ -6,6 +6,8 @@ budget, a hard timeout, and which files the agent may edit or must leave alone.
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ BUDGET_KINDS = ("seconds", "tokens", "flops")
 DIRECTIONS = ("minimize", "maximize")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad or missing `autoresearch.toml`; the message is one line that says what to fix."""
 
 
@@ -94,15 +96,15 @@ class Task:
     program: str = "program.md"
     preset: str = ""
     data: DataSpec = field(default_factory=DataSpec)
-    agent: AgentSettings = field(default_factory=AgentSettings)
+    agents: tuple[AgentSettings, ...] = (AgentSettings(),)  # [agent], or one per [[agent]] table
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
-    def is_better(self, candidate: float, incumbent: float) -> bool:
-        if self.direction == "minimize":
-            return candidate < incumbent
-        return candidate > incumbent
+    @property
+    def agent(self) -> AgentSettings:
+        """The first (often the only) proposer's settings."""
+        return self.agents[0]
 
 
 def load_task(workspace: Path) -> Task:
@@ -166,7 +168,7 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
             seq_len=int(data.get("seq_len", 0)),
             eval_tokens=int(data.get("eval_tokens", 0)),
         ),
-        agent=_agent(raw.get("agent", {}), source),
+        agents=_agents(raw.get("agent", {}), source),
         judge=_judge(raw.get("judge", {}), source),
         evaluation=_evaluation(raw.get("evaluation", {}), source),
         sandbox=_sandbox(raw.get("sandbox", {}), source),
@@ -219,10 +221,21 @@ def _judge(table: dict, source: str) -> JudgeSettings:
     return settings
 
 
+PROVIDERS = ("openai", "anthropic", "local", "random", "tpe")
+
+
+def _agents(value: dict | list, source: str) -> tuple[AgentSettings, ...]:
+    """`[agent]` (one proposer) or `[[agent]]` tables (several in one study)."""
+    tables = value if isinstance(value, list) else [value]
+    if not tables or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{source}: [agent] must be a table, or [[agent]] one table per proposer")
+    return tuple(_agent(table, source) for table in tables)
+
+
 def _agent(table: dict, source: str) -> AgentSettings:
     settings = _settings(AgentSettings, table, "agent", source)
-    if settings.provider not in ("", "openai", "anthropic", "local", "random", "tpe"):
-        raise ConfigError(f"{source}: [agent] provider must be openai, anthropic, local, random or tpe, not {settings.provider!r}")
+    if settings.provider not in ("", *PROVIDERS):
+        raise ConfigError(f"{source}: [agent] provider must be one of {', '.join(PROVIDERS)}, not {settings.provider!r}")
     return settings
 
 

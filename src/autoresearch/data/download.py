@@ -13,6 +13,8 @@ renamed to ``<dest>``. So "``<dest>`` exists" means "complete", and a
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import errno
 import http.client
 import os
@@ -39,7 +41,7 @@ LOCAL_DATA_HINT = "use local files instead: autoresearch init DIR --dataset PATH
 Progress = Callable[[str], None]
 
 
-class DownloadError(Exception):
+class DownloadError(UserError):
     """A download failed for good; str(error) is one line meant for the user."""
 
 

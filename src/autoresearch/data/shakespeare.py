@@ -7,6 +7,8 @@ are checked against a fixed hash, and the split is the same on every machine.
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import hashlib
 import os
 import subprocess
@@ -25,7 +27,7 @@ TEXTS_SHA256 = "da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387
 VAL_INDICES = (9, 19, 29, 39)  # henry_v, macbeth, rape_of_lucrece, twelfth_night: 457,244 bytes
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError):
     """Data could not be had; the message is one line that says what to do."""
 
 

@@ -1,16 +1,10 @@
-"""Executors: where the runs of experiments happen, several at once.
+"""Local slots: runs on this machine, each slot in its own git worktree and on its own device.
 
-An executor takes jobs (one run of one committed candidate) and hands back their results, in
-the order they finish. Two kinds behind one small interface:
-
-- `LocalExecutor`: N slots on this machine, each with its own git worktree and its own device:
-  one GPU per slot (CUDA_VISIBLE_DEVICES), or a share of the CPU cores (thread counts); never two
-  runs on one device.
-- `RayExecutor` (ray_executor.py): each run a Ray task asking for one GPU (or CPU cores); the
-  code travels as a git bundle, the log and the result come back; a task lost with its node is
-  run again by Ray.
-
-The coordinator (parallel.py) alone touches the ledger and the research branch.
+A slot's worktree (`<state>/slots/NAME`) is checked out at the job's commit and cleaned before
+each run, so a run never happens in the workspace itself and nothing one run leaves reaches the
+next but the compile cache. A slot is pinned to one GPU (CUDA_VISIBLE_DEVICES) or to a share of
+the CPU cores (thread counts); never two runs on one device. One slot without named GPUs is the
+whole machine, as a plain `python train.py` would see it.
 """
 
 from __future__ import annotations
@@ -20,44 +14,18 @@ import queue
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from autoresearch.store import gitops
-from autoresearch.run.process import RunResult
 from autoresearch.core.task import Task
-from autoresearch.run.trial import STATE_DIR, TrialResult, data_dir, run_trial
+from autoresearch.execute.base import ExecutorError, Job, JobResult
+from autoresearch.run.process import kill_recorded
+from autoresearch.run.trial import RunSpec, TrialResult, run_trial
+from autoresearch.store import gitops
+from autoresearch.store.workspace import RunPaths, Workspace
 
-
-class ExecutorError(RuntimeError):
-    """An executor cannot be set up as asked; one line that says what to do."""
-
-
-@dataclass(frozen=True)
-class Job:
-    exp_id: int
-    run: int  # 1 for the first run of the candidate, 2.. for the judge's reruns
-    commit: str
-    log_path: Path  # where the run's log must end up in the workspace
-
-
-@dataclass
-class JobResult:
-    job: Job
-    trial: TrialResult
-    slot: str  # which slot or node ran it
-    attempts: int = 1  # >1 when it was queued again after a lost worker
-
-
-class Executor(Protocol):
-    capacity: int  # runs at once
-
-    def submit(self, job: Job) -> None: ...
-
-    def next_result(self, timeout: float | None = None) -> JobResult | None: ...
-
-    def close(self) -> None: ...
+LineSink = Callable[[Job, str], None]
 
 
 @dataclass
@@ -69,12 +37,16 @@ class Slot:
 
 def plan_slots(slots: int, gpus: list[str] | None = None, cpu_count: int | None = None) -> list[Slot]:
     """One slot per GPU when there are GPUs (at most one run per device), else CPU slots that
-    split the cores between them."""
+    split the cores between them. One slot and no GPUs named: the whole machine."""
+    if slots < 1:
+        raise ExecutorError(f"--slots must be at least 1, not {slots}")
     if gpus:
         if slots > len(gpus):
             raise ExecutorError(f"{slots} slots but {len(gpus)} GPU(s) ({', '.join(gpus)}): one experiment per GPU, "
                                 f"so at most {len(gpus)} slots")
         return [Slot(f"gpu{gpu}", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus[:slots]]
+    if slots == 1:
+        return [Slot("local")]
     threads = str(max(1, (cpu_count or os.cpu_count() or 1) // slots))
     thread_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                   "CUDA_VISIBLE_DEVICES": ""}
@@ -95,28 +67,44 @@ def visible_gpus() -> list[str]:
 
 
 class LocalExecutor:
-    """N slots on this machine; each run in its slot's worktree, checked out at the job's commit."""
+    """N slots on this machine; each run in its slot's worktree, checked out at the job's commit.
 
-    def __init__(self, workspace: Path, task: Task, slots: list[Slot]):
-        self.workspace, self.task = Path(workspace).resolve(), task
+    `coordinator_refs`: ref prefixes the study moves while runs go on, left out of each run's ref
+    guard (default: the checked-out research branch and refs/autoresearch/). `on_line` gets each
+    line of a run's output (a study sets it with `listen`)."""
+
+    def __init__(self, workspace: Workspace, task: Task, slots: list[Slot], on_line: LineSink | None = None,
+                 coordinator_refs: tuple[str, ...] | None = None):
+        self.workspace, self.task = Workspace.of(workspace), task
         self.capacity = len(slots)
+        self.on_line = on_line
+        self.coordinator_refs = coordinator_refs if coordinator_refs is not None else (
+            f"refs/heads/{self.workspace.branch()}", gitops.AUTORESEARCH_REFS)
         self._free: queue.Queue[Slot] = queue.Queue()
         self._done: queue.Queue[JobResult] = queue.Queue()
+        self._running: dict[int, Job] = {}  # exp_id -> job, to stop them on close
         for slot in slots:
-            slot.path = self.workspace / STATE_DIR / "slots" / slot.name
+            slot.path = self.workspace.slots_dir / slot.name
             self._free.put(slot)
 
+    def listen(self, on_line: LineSink) -> None:
+        self.on_line = on_line
+
     def submit(self, job: Job) -> None:
-        slot = self._free.get_nowait()  # the coordinator never submits more than the capacity
+        slot = self._free.get_nowait()  # a study never submits more than the capacity
+        self._running[job.exp_id] = job
         threading.Thread(target=self._run, args=(slot, job), daemon=True, name=f"slot-{slot.name}").start()
 
     def _run(self, slot: Slot, job: Job) -> None:
+        on_line = (lambda line: self.on_line(job, line)) if self.on_line else None
         try:
             prepare_worktree(self.workspace, slot.path, job.commit)
-            trial = run_trial(slot.path, self.task, job.commit, job.log_path, guard_refs=False,
-                              hide=(self.workspace / STATE_DIR,), extra_env=slot.env)
+            spec = RunSpec(Workspace(slot.path), self.task, job.commit, RunPaths(job.log_path), env=slot.env,
+                           hide=(self.workspace.state,), coordinator_refs=self.coordinator_refs)
+            trial = run_trial(spec, on_line)
         except Exception as exc:  # a broken slot is a crashed run, never a dead coordinator
-            trial = failed_trial(job, f"slot {slot.name} could not run it: {type(exc).__name__}: {exc}")
+            trial = TrialResult.never_ran(job.log_path, f"slot {slot.name} could not run it: {type(exc).__name__}: {exc}")
+        self._running.pop(job.exp_id, None)
         self._done.put(JobResult(job, trial, slot.name))
         self._free.put(slot)
 
@@ -127,29 +115,23 @@ class LocalExecutor:
             return None
 
     def close(self) -> None:
-        pass  # worktrees stay for the next start (a checkout is cheaper than a new worktree)
+        """Stop the runs still going (a study interrupted); worktrees stay for the next start."""
+        for job in list(self._running.values()):
+            pgid = RunPaths(job.log_path).pgid
+            if pgid.exists():
+                kill_recorded(pgid)
 
 
-def prepare_worktree(workspace: Path, path: Path, commit: str) -> None:
-    """A detached worktree of the workspace at `commit`, with the prepared data linked in."""
+def prepare_worktree(workspace: Workspace, path: Path, commit: str) -> None:
+    """A detached worktree of the workspace at `commit`, cleaned, with the prepared data linked in."""
+    slot = Workspace(path)
     if not (path / ".git").exists():
         shutil.rmtree(path, ignore_errors=True)
-        gitops.git(workspace, "worktree", "prune")
-        gitops.git(workspace, "worktree", "add", "-q", "--detach", "--force", str(path), commit)
+        gitops.git(workspace.root, "worktree", "prune")
+        gitops.git(workspace.root, "worktree", "add", "-q", "--detach", "--force", str(path), commit)
     else:
         gitops.git(path, "checkout", "-q", "--detach", "--force", commit)
-        gitops.git(path, "clean", "-q", "-fdx", "-e", STATE_DIR)
-    data = data_dir(workspace)
-    link = path / STATE_DIR / "data"
-    if data is not None and not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(data.resolve(), target_is_directory=True)
-
-
-def failed_trial(job: Job, reason: str) -> TrialResult:
-    """A run that never ran (a broken slot, a Ray task out of retries), as a crash with its reason."""
-    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(job.log_path, "a") as log:
-        log.write(f"[autoresearch] {reason}\n")
-    run = RunResult(exit_code=None, wall_seconds=0.0, timed_out=False, log_path=job.log_path, log_truncated=False)
-    return TrialResult(run, {}, None, reason)
+        gitops.git(path, "clean", "-q", "-fdx", "-e", slot.state.name)
+    data = workspace.data_dir()
+    if data is not None and not (slot.data_link.is_symlink() and slot.data_link.resolve() == data.resolve()):
+        slot.link_data(data.resolve())  # new, or the workspace's data was prepared again elsewhere

@@ -15,10 +15,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from autoresearch.store import gitops
-from autoresearch.execute.local import ExecutorError, Job, JobResult, failed_trial
+from autoresearch.core.errors import first_line
 from autoresearch.core.task import Task
-from autoresearch.run.trial import STATE_DIR, data_dir
+from autoresearch.execute.base import ExecutorError, Job, JobResult
+from autoresearch.run.trial import TrialResult
+from autoresearch.store import gitops
+from autoresearch.store.workspace import Workspace
 
 MAX_RETRIES = 3
 
@@ -32,10 +34,10 @@ def _ray():
 
 
 class RayExecutor:
-    def __init__(self, workspace: Path, task: Task, address: str | None = "auto", slots: int | None = None,
+    def __init__(self, workspace: Workspace, task: Task, address: str | None = "auto", slots: int | None = None,
                  gpus_per_run: float | None = None, cpus_per_run: float = 1.0, init_kwargs: dict | None = None):
         ray = _ray()
-        self.ray, self.workspace, self.task = ray, Path(workspace).resolve(), task
+        self.ray, self.workspace, self.task = ray, Workspace.of(workspace), task
         if not ray.is_initialized():
             try:
                 ray.init(address=address, log_to_driver=False, **(init_kwargs or {}))
@@ -48,7 +50,7 @@ class RayExecutor:
         available = int((gpus if self.gpus_per_run else resources.get("CPU", 1)) // per_run) or 1
         self.capacity = min(slots, available) if slots else available
         self.cpus_per_run = 0.0 if self.gpus_per_run else cpus_per_run
-        data = data_dir(self.workspace)
+        data = self.workspace.data_dir()
         self.data_dir = str(data.resolve()) if data is not None else ""
         self._remote = ray.remote(_run_on_worker).options(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run,
                                                           max_retries=MAX_RETRIES, retry_exceptions=False)
@@ -74,8 +76,8 @@ class RayExecutor:
         try:
             payload = self.ray.get(ready[0])
         except Exception as exc:  # retries spent (node lost again and again), or Ray itself failed
-            return JobResult(job, failed_trial(job, f"the Ray task failed after {MAX_RETRIES} retries: "
-                                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"), "ray")
+            reason = f"the Ray task failed after {MAX_RETRIES} retries: {type(exc).__name__}: {first_line(str(exc), 200)}"
+            return JobResult(job, TrialResult.never_ran(job.log_path, reason), "ray")
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         job.log_path.write_text(payload.pop("log"))
         trial = payload.pop("trial")
@@ -88,15 +90,15 @@ class RayExecutor:
         self._pending.clear()
 
 
-def _bundle(workspace: Path, commit: str) -> bytes:
+def _bundle(workspace: Workspace, commit: str) -> bytes:
     """The candidate's history as a git bundle (small: a workspace is a few files)."""
     with tempfile.TemporaryDirectory() as tmp:
         ref = f"refs/autoresearch/bundle/{commit}"
-        gitops.git(workspace, "update-ref", ref, commit)
+        gitops.git(workspace.root, "update-ref", ref, commit)
         try:
-            gitops.git(workspace, "bundle", "create", "-q", f"{tmp}/code.bundle", ref)
+            gitops.git(workspace.root, "bundle", "create", "-q", f"{tmp}/code.bundle", ref)
         finally:
-            gitops.git(workspace, "update-ref", "-d", ref)
+            gitops.git(workspace.root, "update-ref", "-d", ref)
         return Path(f"{tmp}/code.bundle").read_bytes()
 
 
@@ -105,8 +107,8 @@ def _run_on_worker(bundle: bytes, commit: str, data_dir: str, log_name: str, exp
     import platform
 
     from autoresearch.run.process import RUN_MARKER
-    from autoresearch.core.task import load_task
-    from autoresearch.run.trial import run_trial
+    from autoresearch.run.trial import RunSpec, run_trial
+    from autoresearch.store.workspace import RunPaths
 
     attempt = _attempt_number(token)
     with tempfile.TemporaryDirectory(prefix="autoresearch-") as tmp:
@@ -115,14 +117,14 @@ def _run_on_worker(bundle: bytes, commit: str, data_dir: str, log_name: str, exp
         for args in (["init", "-q", str(ws)], ["-C", str(ws), "fetch", "-q", str(bundle_path), f"refs/autoresearch/bundle/{commit}"],
                      ["-C", str(ws), "checkout", "-q", "--detach", commit]):
             subprocess.run(["git", *args], check=True, capture_output=True)
+        checkout = Workspace(ws)
         if data_dir and Path(data_dir).exists():
-            (ws / STATE_DIR).mkdir(exist_ok=True)
-            (ws / STATE_DIR / "data").symlink_to(data_dir, target_is_directory=True)
-        log_path = ws / STATE_DIR / "runs" / log_name
+            checkout.link_data(Path(data_dir))
+        paths = RunPaths(checkout.run_dir(exp_id) / log_name)
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
         extra = {RUN_MARKER: f"ray-{exp_id}-{run}-{attempt}"} | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
-        trial = run_trial(ws, load_task(ws), commit, log_path, extra_env=extra, guard_refs=False)
-        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False))
+        log = paths.log.read_text(errors="replace") if paths.log.exists() else ""
     return {"trial": trial, "log": log, "node": platform.node(), "attempt": attempt}
 
 

@@ -1,12 +1,20 @@
-"""Command line: `autoresearch init | prepare | exp | run | status | history | report | dashboard | mcp`."""
+"""Command line: `autoresearch init | prepare | exp | run | status | history | report | dashboard | mcp | export`.
+
+It parses arguments, builds what a command needs (a study, its proposers, its executor), subscribes
+the views and prints; the work itself lives in the layers below.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from autoresearch import __version__
+from autoresearch.core.errors import UserError
+from autoresearch.store.workspace import STATE_DIR, Workspace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,37 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # every expected failure is one line for the user, never a traceback
-        if not _is_user_error(exc):
-            raise
+    except (UserError, ValueError, FileNotFoundError) as exc:  # expected failures: one line, never a traceback
         print(f"autoresearch: {exc}", file=sys.stderr)
         return 1
-
-
-def _is_user_error(exc: Exception) -> bool:
-    from autoresearch.interfaces.dashboard import DashboardError
-    from autoresearch.data.download import DownloadError
-    from autoresearch.data.shakespeare import DatasetError
-    from autoresearch.study.experiment import ExperimentError
-    from autoresearch.store.gitops import GitError
-    from autoresearch.run.sandbox import SandboxError
-    from autoresearch.execute.local import ExecutorError
-    from autoresearch.core.task import ConfigError
-    from autoresearch.store.workspace import WorkspaceError
-
-    from autoresearch.propose.local_model import LocalModelError
-    from autoresearch.propose.models import ModelError
-
-    return isinstance(exc, (ConfigError, WorkspaceError, ExperimentError, GitError, DatasetError, DownloadError,
-                            ModelError, LocalModelError, DashboardError, SandboxError, ExecutorError,
-                            FileNotFoundError, ValueError))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoresearch", description="An autonomous research loop for ML code.")
     parser.add_argument("--version", action="version", version=f"autoresearch {__version__}")
     sub = parser.add_subparsers(title="commands")
+    for add in (_init_parser, _prepare_parser, _exp_parser, _run_parser, _export_parser, _history_parser,
+                _report_parser, _dashboard_parser, _mcp_parser, _status_parser):
+        add(sub)
+    return parser
 
+
+def _workspace_flag(p) -> None:
+    p.add_argument("-C", "--workspace", type=Path, default=Path("."), help="the workspace (default: here)")
+
+
+def _init_parser(sub) -> None:
     p = sub.add_parser("init", help="make a research workspace (a git repo) from a template")
     p.add_argument("directory", type=Path)
     p.add_argument("--template", default="llm", help="llm (default) or tiny")
@@ -60,36 +57,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="training budget in seconds (default: the preset's)")
     p.set_defaults(handler=cmd_init)
 
+
+def _prepare_parser(sub) -> None:
     p = sub.add_parser("prepare", help="download the data and train the tokenizer (cached, safe to rerun)")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.add_argument("--num-shards", type=int, default=8, help="climbmix training shards to download (default 8)")
     p.set_defaults(handler=cmd_prepare)
 
+
+def _exp_parser(sub) -> None:
     p = sub.add_parser("exp", help="run the current train.py as one experiment: commit, train, judge, record")
     p.add_argument("-m", "--message", required=True, help="one line: what this experiment changes")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.add_argument("--allow-empty", action="store_true", help="run even if nothing changed (a rerun of the same code)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the training output")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.set_defaults(handler=cmd_exp)
 
+
+def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="the autonomous loop: propose, run, judge, keep or revert, record, until stopped")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
-    p.add_argument("--provider", choices=["openai", "anthropic", "local", "random", "tpe"],
-                   help="who proposes (default: [agent] in autoresearch.toml; random when no model is configured)")
+    _workspace_flag(p)
+    p.add_argument("--provider", action="append", metavar="NAME[:MODEL]",
+                   help="who proposes: openai, anthropic, local, random or tpe, optionally with a model "
+                        "(openai:gpt-4.1); give it more than once for several proposers in one study "
+                        "(default: [agent] in autoresearch.toml; random when no model is configured)")
     p.add_argument("--model", help="model name, e.g. gpt-4.1 or claude-sonnet-4-5 (API key from the environment)")
     p.add_argument("--base-url", help="an OpenAI-compatible server: vLLM, Ollama, llama.cpp, OpenRouter")
-    p.add_argument("--max-experiments", type=int, help="stop after this many experiments")
+    p.add_argument("--max-experiments", type=int, help="stop after this many experiments (one slot: the baseline counts)")
     p.add_argument("--hours", type=float, help="stop after this many hours")
-    p.add_argument("--max-fix-attempts", type=int, help="times a crash goes back to the model (default 2)")
-    p.add_argument("--seed", type=int, help="seed of the random proposer")
-    p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while one trains")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="stop once the models' recorded spend reaches this")
+    p.add_argument("--max-fix-attempts", type=int, help="times a crash goes back to its proposer (default 2)")
+    p.add_argument("--seed", type=int, help="seed of the random proposer, the bandit and top-k choices")
+    p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while runs train")
     p.add_argument("--top-k", type=int, default=1,
                    help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the training output (plain mode)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
-                   help="log each experiment to MLflow (default store: .autoresearch/mlruns; needs the mlflow extra)")
+                   help=f"log each experiment to MLflow (default store: {STATE_DIR}/mlruns; needs the mlflow extra)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where runs happen: local slots (default) or a Ray cluster (needs the ray extra)")
     p.add_argument("--slots", type=int, default=1,
@@ -98,98 +104,184 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="auto", help="Ray cluster address (default: auto, a running `ray start` cluster)")
     p.set_defaults(handler=cmd_run)
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="export the ledger: MLflow runs")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI", required=True,
-                   help="MLflow tracking URI (default: a local store in .autoresearch/mlruns)")
+                   help=f"MLflow tracking URI (default: a local store in {STATE_DIR}/mlruns)")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("history", help="every experiment with its proposal: tokens, cost, latency")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+
+def _history_parser(sub) -> None:
+    p = sub.add_parser("history", help="every experiment with its proposal and proposer: tokens, cost, latency")
+    _workspace_flag(p)
     p.add_argument("--json", action="store_true", help="machine-readable, for programs and agents")
     p.add_argument("--all-branches", action="store_true")
     p.set_defaults(handler=cmd_history)
 
+
+def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="progress plot (PNG, SVG) and a static HTML report")
     p.add_argument("source", nargs="?", type=Path, default=Path("."),
                    help="a workspace (default: here) or any results.tsv in the original format")
-    p.add_argument("--out", type=Path, help="output directory (default: <workspace>/.autoresearch/report)")
+    p.add_argument("--out", type=Path, help=f"output directory (default: <workspace>/{STATE_DIR}/report)")
     p.set_defaults(handler=cmd_report)
 
+
+def _dashboard_parser(sub) -> None:
     p = sub.add_parser("dashboard", help="a live, read-only web page of the study (127.0.0.1 by default)")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="any other address than loopback requires a token")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", help="the access token (default: none on loopback, a random one elsewhere)")
     p.set_defaults(handler=cmd_dashboard)
 
+
+def _mcp_parser(sub) -> None:
     p = sub.add_parser("mcp", help="serve this workspace to outside agents over the Model Context Protocol (stdio)")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.set_defaults(handler=cmd_mcp)
 
+
+def _status_parser(sub) -> None:
     p = sub.add_parser("status", help="the experiments of this branch and the best so far")
-    p.add_argument("-C", "--workspace", type=Path, default=Path("."))
+    _workspace_flag(p)
     p.set_defaults(handler=cmd_status)
-    return parser
 
 
+# -- commands -------------------------------------------------------------------------------------
 def cmd_init(args) -> int:
-    from autoresearch.store.workspace import init_workspace
+    from autoresearch.store.templates import init_workspace
 
-    path = init_workspace(args.directory, template=args.template, preset=args.preset, tag=args.tag,
-                          dataset=args.dataset, budget_seconds=args.budget)
-    from autoresearch.core.task import load_task
-
-    task = load_task(path)
-    branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
+    ws = Workspace(init_workspace(args.directory, template=args.template, preset=args.preset, tag=args.tag,
+                                  dataset=args.dataset, budget_seconds=args.budget))
+    task = ws.task()
     preset = f", preset {task.preset}" if task.preset else ""
-    print(f"made {path} ({task.name} template{preset}) on branch {branch}")
+    print(f"made {ws.root} ({task.name} template{preset}) on branch {ws.branch()}")
     steps = ["autoresearch prepare"] if task.data.dataset else []
     steps.append('autoresearch exp -m "baseline"')
-    print(f"next: cd {path} && " + " && ".join(steps))
+    print(f"next: cd {ws.root} && " + " && ".join(steps))
     return 0
 
 
 def cmd_prepare(args) -> int:
     from autoresearch.data.build import prepare_data
-    from autoresearch.core.task import load_task
-    from autoresearch.store.workspace import find_workspace, link_data
 
-    workspace = find_workspace(args.workspace)
-    task = load_task(workspace)
+    ws = Workspace.find(args.workspace)
+    task = ws.task()
     if not task.data.dataset:
         print(f"nothing to prepare: the {task.name} task's data ships with the workspace")
         return 0
     data_dir = prepare_data(task.data.dataset, task.data.vocab_size, num_shards=args.num_shards,
                             log=lambda msg: print(msg, flush=True))
-    link_data(workspace, data_dir)
+    ws.link_data(data_dir)
     print(f"data ready: {data_dir}")
     return 0
 
 
 def cmd_exp(args) -> int:
-    from autoresearch.study.experiment import log_tail, run_experiment
-    from autoresearch.store.workspace import find_workspace
+    from autoresearch.core.events import EventBus
+    from autoresearch.interfaces.view import result_line
+    from autoresearch.run.trial import log_tail
+    from autoresearch.study.manual import run_experiment
 
-    from autoresearch.study.loop import result_line
-    from autoresearch.core.task import load_task
-
-    workspace = find_workspace(args.workspace)
-    task = load_task(workspace)
+    ws = Workspace.find(args.workspace)
+    task = ws.task()
     _say_what_the_sandbox_does_not_enforce(task)
-    on_line = None if args.quiet else (lambda line: print(line, flush=True))
-    if not args.quiet and _live_view_wanted(args):
-        with _live_view(task) as view:
-            view.on_event(f"experiment: {args.message}")
-            result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=view.on_line,
-                                    task=task)
-            view.on_event(result_line(result))
-    else:
-        result = run_experiment(workspace, args.message, allow_empty=args.allow_empty, on_line=on_line, task=task)
+    bus = EventBus()
+    with ExitStack() as stack:
+        if not args.quiet and _live_view_wanted(args):
+            bus.subscribe(stack.enter_context(_live_view(task)))
+        elif not args.quiet:
+            bus.subscribe(_print_output_and_notes)
+        result = run_experiment(ws, args.message, allow_empty=args.allow_empty, task=task, bus=bus)
     print(f"{result_line(result)} | commit {result.commit[:7]}")
     if result.status == "crash" and args.quiet:
         print(log_tail(result.log_path, 15))
     return 0
+
+
+def _print_output_and_notes(event) -> None:
+    """`exp` in plain mode: the training output as it comes, and the harness's notes."""
+    from autoresearch.core.events import Note, RunOutput
+
+    if isinstance(event, RunOutput):
+        print(event.line, flush=True)
+    elif isinstance(event, Note):
+        print(event.text, flush=True)
+
+
+def cmd_run(args) -> int:
+    from autoresearch.core.events import EventBus
+    from autoresearch.interfaces.view import PlainPrinter
+    from autoresearch.propose.agent import NO_MODEL_HINT, make_proposers
+    from autoresearch.study.study import Study
+
+    ws = Workspace.find(args.workspace)
+    task = ws.task()
+    _say_what_the_sandbox_does_not_enforce(task)
+    settings = _agent_settings(args, task)
+    if [s.provider for s in settings] == ["random"]:
+        print(NO_MODEL_HINT, flush=True)
+    bus = EventBus()
+    if args.mlflow is not None:
+        bus.subscribe(_mlflow_subscriber(ws, args.mlflow))
+    with ExitStack() as stack:
+        proposers = make_proposers(settings, stack)
+        executor = _executor(args, ws, task)
+        where = "" if executor.capacity == 1 and args.executor == "local" else \
+            f" on {executor.capacity} {args.executor} slot(s)"
+        who = ", ".join(f"{s.provider} {s.model}".strip() for s in settings)
+        print(f"autoresearch run in {ws.root} with {who}{where}; "
+              f"stop with Ctrl-C or `touch {ws.relative(ws.stop_file)}`", flush=True)
+        if _live_view_wanted(args):
+            bus.subscribe(stack.enter_context(_live_view(task)))
+        else:
+            bus.subscribe(PlainPrinter(verbose=args.verbose))
+        summary = Study(ws, proposers, executor, _study_options(args, settings), bus).run()
+    print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {summary.kept} kept, "
+          f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped"
+          + (f", ${summary.spent_usd:.4f} spent on models" if summary.spent_usd else ""))
+    if summary.gave_up:
+        print(f"autoresearch: {summary.stop_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _agent_settings(args, task) -> list:
+    from autoresearch.propose.agent import from_provider_flags, resolve
+
+    overrides = dict(model=args.model, base_url=args.base_url, seed=args.seed, max_fix_attempts=args.max_fix_attempts)
+    if args.provider:
+        return from_provider_flags(args.provider, task.agent, **overrides)
+    return [resolve(one, **overrides) for one in task.agents]
+
+
+def _study_options(args, settings):
+    from autoresearch.study.study import StudyOptions
+
+    return StudyOptions(max_experiments=args.max_experiments, hours=args.hours, max_cost_usd=args.max_cost,
+                        pipeline=not args.no_pipeline, top_k=args.top_k, seed=args.seed,
+                        max_fix_attempts=settings[0].max_fix_attempts)
+
+
+def _executor(args, ws: Workspace, task):
+    from autoresearch.execute.local import LocalExecutor, plan_slots, visible_gpus
+
+    if args.executor == "ray":
+        from autoresearch.execute.ray_cluster import RayExecutor
+        return RayExecutor(ws, task, address=args.address, slots=args.slots if args.slots > 1 else None)
+    gpus = args.gpus.split(",") if args.gpus else (visible_gpus() if args.slots > 1 else None)
+    return LocalExecutor(ws, task, plan_slots(args.slots, gpus))
+
+
+def _mlflow_subscriber(ws: Workspace, uri: str):
+    try:  # fail now, not after the first experiment
+        from autoresearch.interfaces.mlflow_export import MlflowExporter
+    except ImportError:
+        raise UserError("--mlflow needs mlflow: pip install 'autoresearch[mlflow]'") from None
+    return MlflowExporter(ws, uri or None)
 
 
 def _say_what_the_sandbox_does_not_enforce(task) -> None:
@@ -201,162 +293,55 @@ def _say_what_the_sandbox_does_not_enforce(task) -> None:
               f"{'; '.join(missing)}", file=sys.stderr)
 
 
-def cmd_run(args) -> int:
-    from contextlib import ExitStack
-
-    from autoresearch.propose.agent import NO_MODEL_HINT, make_proposer, resolve
-    from autoresearch.study.loop import LoopOptions, run_loop
-    from autoresearch.core.task import load_task
-    from autoresearch.store.workspace import find_workspace
-
-    workspace = find_workspace(args.workspace)
-    task = load_task(workspace)
-    _say_what_the_sandbox_does_not_enforce(task)
-    settings = resolve(task.agent, provider=args.provider, model=args.model, base_url=args.base_url, seed=args.seed,
-                       max_fix_attempts=args.max_fix_attempts)
-    if settings.provider == "random":
-        print(NO_MODEL_HINT, flush=True)
-    if args.mlflow is not None:
-        try:  # fail now, not after the first experiment
-            from autoresearch.interfaces.mlflow_export import export_to_mlflow
-        except ImportError:
-            print("autoresearch: --mlflow needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
-            return 1
-    options = LoopOptions(max_experiments=args.max_experiments, hours=args.hours, pipeline=not args.no_pipeline,
-                          top_k=args.top_k, seed=args.seed,
-                          on_result=(lambda _: export_to_mlflow(workspace, args.mlflow or None)) if args.mlflow is not None else None,
-                          max_fix_attempts=settings.max_fix_attempts,
-                          on_line=(lambda line: print("  " + line, flush=True)) if args.verbose else None)
-    if args.executor == "ray" or args.slots > 1:
-        return _run_parallel(args, workspace, task, settings, export_to_mlflow if args.mlflow is not None else None)
-    with ExitStack() as stack:
-        proposer = make_proposer(settings, stack)
-        label = f"{settings.provider}" + (f" {settings.model}" if settings.model else "")
-        print(f"autoresearch run in {workspace} with {label}; stop with Ctrl-C or `touch .autoresearch/stop`", flush=True)
-        on_event = lambda msg: print(msg, flush=True)  # noqa: E731
-        if _live_view_wanted(args):
-            view = stack.enter_context(_live_view(task))
-            options.on_line, on_event = view.on_line, view.on_event
-        summary = run_loop(workspace, proposer, options, on_event=on_event)
-    kept = sum(1 for r in summary.experiments if r.status == "keep")
-    print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
-          f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
-    return 0
-
-
-def _run_parallel(args, workspace, task, settings, export) -> int:
-    """Several experiments at once on local slots or a Ray cluster (parallel.py)."""
-    from contextlib import ExitStack
-
-    from autoresearch.propose.agent import make_proposer
-    from autoresearch.execute.local import LocalExecutor, plan_slots, visible_gpus
-    from autoresearch.study.parallel import ParallelOptions, run_parallel
-
-    if args.slots < 1:
-        print("autoresearch: --slots must be at least 1", file=sys.stderr)
-        return 1
-    if args.executor == "ray":
-        from autoresearch.execute.ray_cluster import RayExecutor
-        executor = RayExecutor(workspace, task, address=args.address, slots=args.slots if args.slots > 1 else None)
-    else:
-        gpus = args.gpus.split(",") if args.gpus else visible_gpus()
-        executor = LocalExecutor(workspace, task, plan_slots(args.slots, gpus))
-    options = ParallelOptions(max_experiments=args.max_experiments, hours=args.hours,
-                              on_result=(lambda _: export(workspace, args.mlflow or None)) if export else None)
-    with ExitStack() as stack:
-        proposer = make_proposer(settings, stack)
-        print(f"autoresearch run in {workspace} with {settings.provider} on {executor.capacity} {args.executor} slot(s); "
-              "stop with Ctrl-C or `touch .autoresearch/stop`", flush=True)
-        summary = run_parallel(workspace, proposer, executor, options, on_event=lambda msg: print(msg, flush=True))
-    kept = sum(1 for r in summary.experiments if r.status == "keep")
-    print(f"stopped: {summary.stop_reason}. {len(summary.experiments)} experiments this run, {kept} kept, "
-          f"{summary.proposals_failed} failed proposals, {summary.duplicates} duplicates skipped")
-    return 0
-
-
 def cmd_export(args) -> int:
-    from autoresearch.store.workspace import find_workspace
-
-    workspace = find_workspace(args.workspace)
+    ws = Workspace.find(args.workspace)
     try:
-        from autoresearch.interfaces.mlflow_export import default_tracking_uri, export_to_mlflow
+        from autoresearch.interfaces.mlflow_export import MlflowExporter
     except ImportError:
-        print("autoresearch: MLflow export needs mlflow: pip install 'autoresearch[mlflow]'", file=sys.stderr)
-        return 1
-    count = export_to_mlflow(workspace, args.mlflow or None)
-    print(f"logged {count} experiment(s) to {args.mlflow or default_tracking_uri(workspace)}")
+        raise UserError("MLflow export needs mlflow: pip install 'autoresearch[mlflow]'") from None
+    exporter = MlflowExporter(ws, args.mlflow or None)
+    count = exporter.export_all()
+    print(f"logged {count} experiment(s) to {exporter.uri}")
     return 0
 
 
 def cmd_history(args) -> int:
-    import json
+    from autoresearch.interfaces.history import history, render
 
-    from autoresearch.study.experiment import ledger_for
-    from autoresearch.store.workspace import find_workspace
-
-    workspace = find_workspace(args.workspace)
-    branch = None if args.all_branches else _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
-    ledger = ledger_for(workspace)
-    try:
-        experiments = ledger.experiments(branch)
-        proposals = {p["id"]: p for p in ledger.proposals(branch=branch)}
-    finally:
-        ledger.close()
-    rows = []
-    for exp in experiments:
-        proposal = proposals.get(exp.proposal_id) if exp.proposal_id else None
-        rows.append({
-            "id": exp.id, "branch": exp.branch, "commit": exp.commit, "parent": exp.parent, "status": exp.status,
-            "metric": exp.metric, "incumbent": exp.incumbent, "description": exp.description, "reason": exp.reason,
-            "wall_seconds": exp.wall_seconds, "metrics": exp.metrics, "log_path": exp.log_path,
-            "proposal": None if proposal is None else {k: proposal[k] for k in (
-                "id", "kind", "proposer", "model", "reasoning", "tokens_in", "tokens_out", "cost_usd", "latency_s",
-                "attempts", "prompt", "response")},
-        })
-    unused = [p for p in proposals.values() if p["status"] in ("failed", "duplicate", "stale", "pending")]
+    ws = Workspace.find(args.workspace)
+    branch = None if args.all_branches else ws.branch()
+    with ws.open_ledger(readonly=True) as ledger:
+        data = history(ledger, branch)
     if args.json:
-        print(json.dumps({"experiments": rows, "other_proposals": unused}, indent=2))
-        return 0
-    for row in rows:
-        p = row["proposal"]
-        value = f"{row['metric']:.6f}" if row["metric"] is not None and row["status"] != "crash" else "-"
-        model = (f" | {p['proposer']} {p['model']} {p['tokens_in']}+{p['tokens_out']} tok"
-                 + (f" ${p['cost_usd']:.4f}" if p["cost_usd"] is not None else "") + f" {p['latency_s']:.1f}s") if p else ""
-        size = row["metrics"].get("lines_added"), row["metrics"].get("lines_removed")
-        lines = f" [+{size[0]:.0f}/-{size[1]:.0f} lines]" if None not in size else ""
-        print(f"{row['id']:4d} {(row['commit'] or '')[:7]} {row['status']:7s} {value:>9s}  {row['description']}{lines}{model}")
-    if unused:
-        counts = {s: sum(1 for p in unused if p["status"] == s) for s in ("failed", "duplicate", "stale", "pending")}
-        print("proposals not run: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(render(data)))
     return 0
 
 
 def cmd_report(args) -> int:
-    from autoresearch.store.workspace import WorkspaceError, find_workspace
+    from autoresearch.store.workspace import WorkspaceError
 
     source = args.source
     if source.is_dir():
         try:
-            source = find_workspace(source)
+            source = Workspace.find(source).root
         except WorkspaceError:
             pass  # a plain directory holding a results.tsv
-    out = args.out or (source / ".autoresearch" / "report" if source.is_dir() else source.parent / "report")
+    out = args.out or (Workspace(source).report_dir if source.is_dir() else source.parent / "report")
     try:
         from autoresearch.interfaces.report import make_report
-        paths = make_report(source, out)
     except ImportError:
-        print("autoresearch: the report needs matplotlib: pip install 'autoresearch[report]'", file=sys.stderr)
-        return 1
-    for path in paths:
+        raise UserError("the report needs matplotlib: pip install 'autoresearch[report]'") from None
+    for path in make_report(source, out):
         print(path)
     return 0
 
 
 def cmd_dashboard(args) -> int:
     from autoresearch.interfaces.dashboard import DashboardServer
-    from autoresearch.store.workspace import find_workspace
 
-    server = DashboardServer(find_workspace(args.workspace), host=args.host, port=args.port, token=args.token)
+    server = DashboardServer(Workspace.find(args.workspace), host=args.host, port=args.port, token=args.token)
     print(f"dashboard: {server.url}  (read-only; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -366,31 +351,22 @@ def cmd_dashboard(args) -> int:
 
 
 def cmd_mcp(args) -> int:
-    from autoresearch.store.workspace import find_workspace
-
-    workspace = find_workspace(args.workspace)  # before importing mcp: a bad directory is one line either way
+    ws = Workspace.find(args.workspace)  # before importing mcp: a bad directory is one line either way
     try:
         from autoresearch.interfaces.mcp_server import serve
     except ImportError:
-        print("autoresearch: the MCP server needs the mcp package: pip install 'autoresearch[mcp]'", file=sys.stderr)
-        return 1
-    serve(workspace)  # stdout is the protocol channel from here on
+        raise UserError("the MCP server needs the mcp package: pip install 'autoresearch[mcp]'") from None
+    serve(ws.root)  # stdout is the protocol channel from here on
     return 0
 
 
 def cmd_status(args) -> int:
-    from autoresearch.study.experiment import ledger_for
     from autoresearch.store.ledger import results_tsv_rows
-    from autoresearch.store.workspace import find_workspace
 
-    workspace = find_workspace(args.workspace)
-    branch = _git(workspace, "rev-parse", "--abbrev-ref", "HEAD")
-    ledger = ledger_for(workspace)
-    try:
-        experiments = ledger.experiments(branch)
-        best = ledger.incumbent(branch)
-    finally:
-        ledger.close()
+    ws = Workspace.find(args.workspace)
+    branch = ws.branch()
+    with ws.open_ledger(readonly=True) as ledger:
+        experiments, best = ledger.experiments(branch), ledger.incumbent(branch)
     print(f"branch {branch}: {len(experiments)} experiments")
     for line in results_tsv_rows(experiments):
         print(line)
@@ -400,19 +376,15 @@ def cmd_status(args) -> int:
 
 
 def _live_view_wanted(args) -> bool:
-    return sys.stdout.isatty() and not args.plain and not getattr(args, "verbose", False)
+    from autoresearch.interfaces.view import live_view_wanted
+
+    return live_view_wanted(args.plain, getattr(args, "verbose", False))
 
 
 def _live_view(task):
     from autoresearch.interfaces.view import LiveView
 
     return LiveView(task.budget.value if task.budget.kind == "seconds" else 0.0)
-
-
-def _git(path: Path, *args: str) -> str:
-    from autoresearch.store.gitops import git
-
-    return git(path, *args)
 
 
 if __name__ == "__main__":

@@ -7,69 +7,70 @@ default; bound to any other address it requires a token (`?token=...` or `Author
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+from autoresearch.core.task import CONFIG_NAME
+
 import hmac
 import ipaddress
 import json
 import secrets
-import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from autoresearch.core.status import Status
 from autoresearch.run.trial import log_tail
+from autoresearch.store.ledger import best_so_far
+from autoresearch.store.workspace import Workspace
 
 LOG_TAIL_LINES = 40
 
 
-class DashboardError(ValueError):
+class DashboardError(UserError, ValueError):
     """A dashboard that cannot start; one line."""
 
 
-def read_state(workspace: Path) -> dict:
-    """Everything the page shows, read through a read-only SQLite connection."""
-    db_path = workspace / ".autoresearch" / "ledger.sqlite"
-    if not db_path.exists():
-        return {"experiments": [], "running": None, "best": None, "reasoning": "", "sigma": None}
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT id, branch, commit_sha, parent, status, metric, incumbent, description, reason,"
-                          " metrics_json, log_path, wall_seconds, proposal_id FROM experiments ORDER BY id").fetchall()
-        proposal = db.execute("SELECT description, reasoning, model, created_at FROM proposals"
-                              " WHERE reasoning != '' ORDER BY id DESC LIMIT 1").fetchone()
-    finally:
-        db.close()
-    experiments, running = [], None
-    for row in rows:
-        metrics = json.loads(row["metrics_json"] or "{}")
-        item = {"id": row["id"], "commit": (row["commit_sha"] or row["parent"])[:7], "status": row["status"],
-                "metric": row["metric"], "description": row["description"], "reason": row["reason"],
-                "runs": metrics.get("runs", 1), "wall_seconds": row["wall_seconds"], "branch": row["branch"]}
-        if row["status"] == "running":
-            running = {**item, "log_tail": _log_tail(workspace, row["id"])}
-        else:
-            experiments.append(item)
-    kept = [e for e in experiments if e["status"] == "keep" and e["metric"] is not None]
-    sigma = next((json.loads(r["metrics_json"] or "{}").get("sigma") for r in reversed(rows)
-                  if json.loads(r["metrics_json"] or "{}").get("sigma") is not None), None)
+def read_state(workspace: Workspace) -> dict:
+    """Everything the page shows, read through the read-only ledger."""
+    ws = Workspace.of(workspace)
+    if not ws.has_ledger():
+        return {"experiments": [], "running": [], "best": None, "reasoning": "", "sigma": None, "direction": "minimize"}
+    with ws.open_ledger(readonly=True) as ledger:
+        rows = ledger.experiments()
+        proposal = ledger.latest_reasoning()
+    direction = _direction(ws)
+    finished = [e for e in rows if e.status != Status.RUNNING]
+    experiments = [dict(_item(e), best=b) for e, b in zip(finished, best_so_far(finished, direction))]
+    running = [dict(_item(e), log_tail=_log_tail(ws, e.id)) for e in rows if e.status == Status.RUNNING]
+    kept = [e for e in experiments if e["status"] == Status.KEEP and e["metric"] is not None]
+    sigma = next((e.metrics["sigma"] for e in reversed(finished) if e.metrics.get("sigma") is not None), None)
     return {"experiments": experiments, "running": running, "best": kept[-1] if kept else None,
             "reasoning": (f"{proposal['description']}\n\n{proposal['reasoning']}" if proposal else ""),
-            "sigma": sigma}
+            "sigma": sigma, "direction": direction}
 
 
-def read_diff(workspace: Path, exp_id: int) -> str | None:
-    db = sqlite3.connect(f"file:{workspace / '.autoresearch' / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5)
+def _item(e) -> dict:
+    return {"id": e.id, "commit": (e.commit or e.parent)[:7], "status": str(e.status), "metric": e.metric,
+            "description": e.description, "reason": e.reason, "runs": e.metrics.get("runs", 1),
+            "wall_seconds": e.wall_seconds, "branch": e.branch, "proposer": e.proposer}
+
+
+def _direction(ws: Workspace) -> str:
     try:
-        row = db.execute("SELECT diff FROM experiments WHERE id = ?", (exp_id,)).fetchone()
-    finally:
-        db.close()
-    return None if row is None else (row[0] or "(no diff: the baseline runs the code as the workspace was made)")
+        return ws.task().direction
+    except UserError:  # a broken config does not stop the page from showing what was recorded
+        return "minimize"
 
 
-def _log_tail(workspace: Path, exp_id: int) -> str:
-    runs = workspace / ".autoresearch" / "runs" / f"{exp_id:05d}"
+def read_diff(workspace: Workspace, exp_id: int) -> str | None:
+    with Workspace.of(workspace).open_ledger(readonly=True) as ledger:
+        exp = ledger.get(exp_id)
+    return None if exp is None else (exp.diff or "(no diff: the baseline runs the code as the workspace was made)")
+
+
+def _log_tail(ws: Workspace, exp_id: int) -> str:
+    runs = ws.run_dir(exp_id)
     logs = sorted(runs.glob("run*.log"), key=lambda p: p.stat().st_mtime) if runs.exists() else []
     return log_tail(logs[-1], LOG_TAIL_LINES) if logs else ""
 
@@ -86,10 +87,10 @@ def _is_loopback(host: str) -> bool:
 class DashboardServer:
     """`with DashboardServer(workspace) as server: server.url` — or `serve_forever()` from the CLI."""
 
-    def __init__(self, workspace: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None):
-        self.workspace = Path(workspace).resolve()
-        if not (self.workspace / "autoresearch.toml").exists():
-            raise DashboardError(f"{self.workspace} is not an autoresearch workspace")
+    def __init__(self, workspace: Workspace, host: str = "127.0.0.1", port: int = 8765, token: str | None = None):
+        self.workspace = Workspace.of(workspace)
+        if not (self.workspace.root / CONFIG_NAME).exists():
+            raise DashboardError(f"{self.workspace.root} is not an autoresearch workspace")
         self.token = token if token is not None else (None if _is_loopback(host) else secrets.token_urlsafe(16))
         self.page = (resources.files("autoresearch.interfaces") / "dashboard.html").read_text()
         try:

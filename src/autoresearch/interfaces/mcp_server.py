@@ -27,16 +27,15 @@ from typing_extensions import TypedDict  # pydantic needs this one below Python 
 
 from autoresearch import __version__
 from autoresearch.store import gitops
-from autoresearch.study.experiment import ExperimentError, ledger_for
-from autoresearch.study.experiment import log_tail as read_log_tail
-from autoresearch.study.experiment import run_experiment as run_one
-from autoresearch.store.gitops import GitError
+from autoresearch.core.errors import UserError
+from autoresearch.run.trial import log_tail as read_log_tail
+from autoresearch.study.manual import run_experiment as run_one
 from autoresearch.store.ledger import Experiment, Ledger
-from autoresearch.core.task import ConfigError, load_task
-from autoresearch.store.workspace import WorkspaceError, find_workspace
+from autoresearch.core.task import load_task
+from autoresearch.store.workspace import Workspace
 
 # The harness raises these on purpose with a one-line message meant for whoever drives it.
-HARNESS_ERRORS = (ExperimentError, ConfigError, WorkspaceError, GitError)
+HARNESS_ERRORS = (UserError,)
 CRASH_TAIL_LINES = 30
 OK_TAIL_LINES = 5
 MAX_TAIL_LINES = 2000
@@ -109,7 +108,8 @@ class TaskInfo(TypedDict):
 
 
 def build_server(workspace: Path) -> MCPServer:
-    workspace = Path(workspace).resolve()
+    ws = Workspace.of(workspace)
+    workspace = ws.root
     server = MCPServer("autoresearch", instructions=INSTRUCTIONS, version=__version__)
 
     @server.tool(annotations=RUNS)
@@ -214,7 +214,7 @@ def _harness_errors() -> Iterator[None]:
 
 @contextmanager
 def _open_ledger(workspace: Path) -> Iterator[Ledger]:
-    ledger = ledger_for(workspace)  # one connection per call: tools run in worker threads
+    ledger = Workspace(workspace).open_ledger(readonly=True)  # one read-only connection per call: tools run in worker threads
     try:
         yield ledger
     finally:
@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the workspace, or a directory inside it (default: the current directory)")
     args = parser.parse_args(argv)
     try:
-        workspace = find_workspace(args.workspace)
+        workspace = Workspace.find(args.workspace).root
         load_task(workspace)  # a broken config fails here, in one line, not at the first tool call
-    except (ConfigError, WorkspaceError) as exc:
+    except UserError as exc:
         print(f"autoresearch: {exc}", file=sys.stderr)
         return 1
     try:

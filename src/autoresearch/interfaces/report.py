@@ -14,10 +14,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.core.best import gain
+from autoresearch.core.best import running_best as core_running_best
+from autoresearch.core.errors import UserError
+from autoresearch.core.status import Status
+from autoresearch.run.trial import log_tail
 from autoresearch.store.ledger import RESULTS_HEADER
+from autoresearch.store.workspace import Workspace
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Results that cannot be read; one line."""
 
 
@@ -32,6 +38,7 @@ class Row:
     reason: str = ""
     diff: str = ""
     log_tail: str = ""
+    proposer: str = ""
 
 
 def read_results_tsv(path: Path) -> list[Row]:
@@ -57,40 +64,40 @@ def read_results_tsv(path: Path) -> list[Row]:
     return rows
 
 
-def read_workspace(workspace: Path) -> list[Row]:
-    from autoresearch.study.experiment import ledger_for, log_tail
-
-    ledger = ledger_for(workspace)
-    try:
-        experiments = [e for e in ledger.experiments() if e.status != "running"]
-    finally:
-        ledger.close()
-    return [Row(i, (e.commit or e.parent)[:7], e.metric if e.status != "crash" else None,
-                e.memory_gb, e.status, e.description, e.reason, e.diff,
-                log_tail(workspace / e.log_path, 30) if e.log_path else "")
+def read_workspace(ws: Workspace) -> list[Row]:
+    with ws.open_ledger(readonly=True) as ledger:
+        experiments = [e for e in ledger.experiments() if e.status != Status.RUNNING]
+    return [Row(i, (e.commit or e.parent)[:7], e.metric if e.status != Status.CRASH else None,
+                e.memory_gb, str(e.status), e.description, e.reason, e.diff,
+                log_tail(ws.root / e.log_path, 30) if e.log_path else "", e.proposer)
             for i, e in enumerate(experiments)]
 
 
-def running_best(rows: list[Row]) -> list[float | None]:
-    """The best kept value after each experiment (what the branch stands on)."""
-    best, out = None, []
-    for row in rows:
-        if row.status == "keep" and row.metric is not None and (best is None or row.metric < best):
-            best = row.metric
-        out.append(best)
-    return out
+@dataclass
+class Results:
+    """What a report shows: the rows, and which way is better for their metric."""
+    rows: list[Row]
+    title: str
+    metric: str = "val_bpb"
+    direction: str = "minimize"
 
 
-def plot_progress(rows: list[Row], out_stem: Path, title: str = "autoresearch progress") -> list[Path]:
+def running_best(rows: list[Row], direction: str = "minimize") -> list[float | None]:
+    """The best kept value after each experiment."""
+    return core_running_best(((r.status, r.metric) for r in rows), direction)
+
+
+def plot_progress(results: Results, out_stem: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows, title = results.rows, results.title
     kept = [r for r in rows if r.status == "keep" and r.metric is not None]
     discarded = [r for r in rows if r.status != "keep" and r.metric is not None]
     crashed = [r for r in rows if r.metric is None]
-    best = running_best(rows)
+    best = running_best(rows, results.direction)
     fig, ax = plt.subplots(figsize=(12, 6))
     ax.scatter([r.index for r in discarded], [r.metric for r in discarded], s=14, color="#9aa0a6", alpha=0.45,
                label=f"discarded ({len(discarded)})", zorder=2)
@@ -109,7 +116,7 @@ def plot_progress(rows: list[Row], out_stem: Path, title: str = "autoresearch pr
         ax.annotate(r.description[:48], (r.index, r.metric), xytext=(4, 6), textcoords="offset points",
                     fontsize=7, rotation=30, color="#1e6e34")
     ax.set_xlabel("experiment")
-    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_ylabel(f"{results.metric} ({'lower' if results.direction == 'minimize' else 'higher'} is better)")
     ax.set_title(title)
     ax.grid(alpha=0.25)
     ax.legend(loc="upper right", fontsize=8)
@@ -122,16 +129,17 @@ def plot_progress(rows: list[Row], out_stem: Path, title: str = "autoresearch pr
     return paths
 
 
-def write_html(rows: list[Row], svg: Path, out: Path, title: str = "autoresearch report") -> Path:
+def write_html(results: Results, svg: Path, out: Path) -> Path:
+    rows, title = results.rows, results.title
     values = [r.metric for r in rows if r.metric is not None]
-    best = running_best(rows)
+    best = running_best(rows, results.direction)
     baseline = rows[0].metric if rows else None
     final = best[-1] if best else None
     gains = []
     incumbent = None
     for row, after in zip(rows, best):
         if row.status == "keep" and incumbent is not None and row.metric is not None:
-            gains.append((incumbent - row.metric, row))
+            gains.append((gain(row.metric, incumbent, results.direction), row))
         incumbent = after
     gains.sort(key=lambda g: -g[0])
     counts = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
@@ -163,11 +171,12 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
 <h1>{esc(title)}</h1>
 <p class="summary"><span><b>{len(rows)}</b> experiments</span><span><b>{counts['keep']}</b> kept</span>
 <span><b>{counts['discard']}</b> discarded</span><span><b>{counts['crash']}</b> crashed</span>
-<span>val_bpb {esc(improvement)}</span><span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
+<span>{esc(results.metric)} {esc(improvement)}</span><span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
 <div class="plot">{svg.read_text() if svg.exists() else ""}</div>
 <h2>Biggest gains</h2><ol>{gain_items}</ol>
+{proposer_table(rows)}
 <h2>All experiments</h2>
-<table><tr><th>#</th><th>commit</th><th>val_bpb</th><th>memory GB</th><th>status</th><th>description</th></tr>
+<table><tr><th>#</th><th>commit</th><th>{esc(results.metric)}</th><th>memory GB</th><th>status</th><th>description</th></tr>
 {''.join(row_html(r) for r in rows)}
 </table></body></html>
 """
@@ -175,19 +184,40 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
     return out
 
 
+def proposer_table(rows: list[Row]) -> str:
+    """Who proposed what, and how each fared (workspaces record it; a plain results.tsv does not)."""
+    names = sorted({r.proposer for r in rows if r.proposer})
+    if not names:
+        return ""
+    cells = []
+    for name in names:
+        mine = [r for r in rows if r.proposer == name]
+        kept = sum(r.status == "keep" for r in mine)
+        crashed = sum(r.status == "crash" for r in mine)
+        cells.append(f"<tr><td>{html.escape(name)}</td><td>{len(mine)}</td><td>{kept}</td><td>{crashed}</td></tr>")
+    return ("<h2>Proposers</h2><table><tr><th>proposer</th><th>experiments</th><th>kept</th><th>crashed</th></tr>"
+            + "".join(cells) + "</table>")
+
+
+def load_results(source: Path) -> Results:
+    """The rows of a workspace (its ledger) or of any results.tsv in the original format."""
+    source = Path(source)
+    if source.is_dir() and Workspace(source).has_ledger():
+        ws = Workspace(source)
+        task = ws.task()
+        return Results(read_workspace(ws), f"autoresearch: {source.name}", task.metric, task.direction)
+    if source.is_dir() and (source / "results.tsv").exists():
+        return Results(read_results_tsv(source / "results.tsv"), f"autoresearch: {source.name}")
+    if source.is_file():
+        return Results(read_results_tsv(source), f"autoresearch: {source.name}")
+    raise ReportError(f"{source}: neither a workspace with results nor a results.tsv")
+
+
 def make_report(source: Path, out_dir: Path) -> list[Path]:
     """Report from a workspace (its ledger) or from a results.tsv file; returns the files written."""
-    source = Path(source)
-    if source.is_dir() and (source / ".autoresearch" / "ledger.sqlite").exists():
-        rows, title = read_workspace(source), f"autoresearch: {source.name}"
-    elif source.is_dir() and (source / "results.tsv").exists():
-        rows, title = read_results_tsv(source / "results.tsv"), f"autoresearch: {source.name}"
-    elif source.is_file():
-        rows, title = read_results_tsv(source), f"autoresearch: {source.name}"
-    else:
-        raise ReportError(f"{source}: neither a workspace with results nor a results.tsv")
-    if not rows:
+    results = load_results(source)
+    if not results.rows:
         raise ReportError(f"{source}: no finished experiments yet")
-    png, svg = plot_progress(rows, out_dir / "progress", title)
-    page = write_html(rows, svg, out_dir / "report.html", title)
+    png, svg = plot_progress(results, out_dir / "progress")
+    page = write_html(results, svg, out_dir / "report.html")
     return [png, svg, page]

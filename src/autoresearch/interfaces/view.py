@@ -1,16 +1,16 @@
-"""Live terminal view of `autoresearch run` and `exp` (rich), and the plain mode for logs and CI.
+"""Terminal views of a study: the live view (rich) and plain lines for logs, pipes and CI.
 
-The view reads what the loop already says: training output lines (progress lines of the form
-`step 00012 ( 20.1%) | loss 4.1234 | ... | tok/s 6,651 | ...`) and loop events. Tasks that print no
-such lines still get a bar from the elapsed time against the budget.
+Both subscribe to a study's events (core/events.py): `RunStarted`, `Progress` (parsed once from
+the run's output), `ExperimentFinished`, `Note`. Tasks that print no progress lines still get a
+bar from the elapsed time against the budget.
 """
 
 from __future__ import annotations
 
-import re
+import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -19,34 +19,47 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-PROGRESS_LINE = re.compile(r"step (?P<step>\d+) \(\s*(?P<pct>[\d.]+)%\)\s*\|\s*loss (?P<loss>[\d.]+)"
-                           r"(?:.*?tok/s (?P<tps>[\d,]+))?")
-RESULT_EVENT = re.compile(r"^experiment (?P<id>\d+): (?P<status>[A-Z]+) (?P<value>\S+) \| (?P<reason>.*) \| (?P<wall>[\d.]+) s$")
+from autoresearch.core.events import Event, ExperimentFinished, Note, Progress, RunOutput, RunStarted
+from autoresearch.core.results import ExperimentResult
+from autoresearch.core.status import Status
 
 
-@dataclass
-class Result:
-    id: int
-    status: str
-    value: str
-    reason: str
-    description: str
+def result_line(result: ExperimentResult) -> str:
+    value = f"{result.metric:.6f}" if result.metric is not None else "-"
+    return f"experiment {result.id}: {result.status.upper()} {value} | {result.reason} | {result.wall_seconds:.1f} s"
+
+
+class PlainPrinter:
+    """One line per event worth a line; training output too when `verbose`."""
+
+    def __init__(self, write: Callable[[str], None] | None = None, verbose: bool = False, prefix: str = "  "):
+        self.write = write or (lambda text: print(text, flush=True))
+        self.verbose, self.prefix = verbose, prefix
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Note):
+            self.write(event.text)
+        elif isinstance(event, RunStarted) and event.run == 1:
+            self.write(f"experiment {event.exp_id}: {event.description}")
+        elif isinstance(event, ExperimentFinished):
+            self.write(result_line(event.result))
+        elif isinstance(event, RunOutput) and self.verbose:
+            self.write(self.prefix + event.line)
 
 
 class LiveView:
-    """Feed it with `on_line` (training output) and `on_event` (loop messages); use as a context manager."""
+    """Use as a context manager and subscribe it to a study's events."""
 
     def __init__(self, budget_seconds: float, console: Console | None = None, history: int = 8):
         self.console = console or Console()
         self.budget = budget_seconds
-        self.results: deque[Result] = deque(maxlen=history)
-        self.best: Result | None = None
+        self.results: deque[ExperimentResult] = deque(maxlen=history)
+        self.best: ExperimentResult | None = None
         self.current = "starting"
         self.started = time.monotonic()
-        self.progress = 0.0
-        self.step = self.loss = self.tokens_per_second = None
+        self.progress: Progress | None = None
         self.last_event = ""
-        self.sigma = ""
+        self.sigma: float | None = None
         self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveView:
@@ -57,36 +70,39 @@ class LiveView:
         self._live.update(self.render(), refresh=True)
         self._live.__exit__(*exc)
 
-    def on_line(self, line: str) -> None:
-        if match := PROGRESS_LINE.search(line):
-            self.progress = float(match["pct"]) / 100
-            self.step, self.loss = int(match["step"]), float(match["loss"])
-            self.tokens_per_second = match["tps"]
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            run = f" (run {event.run})" if event.run > 1 else ""
+            self.current = f"#{event.exp_id} {event.description}{run}"
+            self.started, self.progress = time.monotonic(), None
+        elif isinstance(event, Progress):
+            self.progress = event
+        elif isinstance(event, ExperimentFinished):
+            self._finished(event.result)
+        elif isinstance(event, Note):
+            self.last_event = event.text
+        else:
+            return
         self._live.update(self.render(), refresh=True)
 
-    def on_event(self, message: str) -> None:
-        if message.startswith("experiment: ") or message.startswith("running the baseline"):
-            self.current = message.removeprefix("experiment: ")
-            self.started, self.progress, self.step, self.loss, self.tokens_per_second = time.monotonic(), 0.0, None, None, None
-        elif match := RESULT_EVENT.match(message):
-            result = Result(int(match["id"]), match["status"].lower(), match["value"], match["reason"], self.current)
-            self.results.append(result)
-            if result.status == "keep":
-                self.best = result
-            if sigma := re.search(r"sigma ([\d.]+)", result.reason):
-                self.sigma = sigma.group(1)
-        else:
-            self.last_event = message
-        self._live.update(self.render(), refresh=True)
+    def _finished(self, result: ExperimentResult) -> None:
+        self.results.append(result)
+        if result.status == Status.KEEP:
+            self.best = result
+        sigma = result.metrics.get("sigma")
+        if isinstance(sigma, (int, float)):
+            self.sigma = sigma
 
     def render(self):
         elapsed = time.monotonic() - self.started
-        share = self.progress if self.step is not None else min(elapsed / self.budget, 1.0) if self.budget else 0.0
+        progress = self.progress
+        share = progress.fraction if progress else min(elapsed / self.budget, 1.0) if self.budget else 0.0
+        share = min(share, 1.0)
         stats = [f"{100 * share:5.1f}% of the budget", f"{elapsed:5.0f} s"]
-        if self.step is not None:
-            stats += [f"step {self.step}", f"loss {self.loss:.4f}"]
-        if self.tokens_per_second:
-            stats.append(f"{self.tokens_per_second} tok/s")
+        if progress:
+            stats += [f"step {progress.step}", f"loss {progress.loss:.4f}"]
+            if progress.tokens_per_second:
+                stats.append(f"{progress.tokens_per_second:,.0f} tok/s")
         bar = Table.grid(padding=(0, 2))
         bar.add_row(ProgressBar(total=1.0, completed=share, width=40), Text(" | ".join(stats), style="dim"))
         current = Group(Text(self.current, style="bold"), bar)
@@ -95,8 +111,15 @@ class LiveView:
             table.add_column(column, overflow="fold")
         colors = {"keep": "green", "discard": "bright_black", "crash": "red"}
         for r in self.results:
-            table.add_row(str(r.id), Text(r.status, style=colors.get(r.status, "")), r.value, r.description[:50], r.reason[:70])
-        best = f"best: #{self.best.id} {self.best.value}  {self.best.description}" if self.best else "best: none yet"
-        noise = f"   noise sd {self.sigma}" if self.sigma else ""
+            value = f"{r.metric:.6f}" if r.metric is not None else "-"
+            table.add_row(str(r.id), Text(str(r.status), style=colors.get(r.status, "")), value, r.description[:50],
+                          r.reason[:70])
+        best = (f"best: #{self.best.id} {self.best.metric:.6f}  {self.best.description}" if self.best
+                else "best: none yet")
+        noise = f"   noise sd {self.sigma:.6f}" if self.sigma is not None else ""
         footer = Text(best + noise + (f"\n{self.last_event}" if self.last_event else ""), style="cyan")
         return Panel(Group(current, Text(""), table, Text(""), footer), title="autoresearch", border_style="blue")
+
+
+def live_view_wanted(plain: bool, verbose: bool = False) -> bool:
+    return sys.stdout.isatty() and not plain and not verbose

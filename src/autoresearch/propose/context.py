@@ -13,10 +13,10 @@ import ast
 import string
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
-from autoresearch.store.ledger import Experiment
 from autoresearch.core.task import Task
+from autoresearch.propose.base import Snapshot
+from autoresearch.store.ledger import Experiment
 
 CHARS_PER_TOKEN = 4  # a rough, conservative estimate for English and code
 MAX_DIFF_CHARS = 2500
@@ -36,13 +36,12 @@ def template_values(task: Task) -> dict[str, str]:
     }
 
 
-def frozen_api(path: Path) -> str:
-    """Top-level constants and function signatures (with their first docstring line) of a Python file."""
+def frozen_api(source: str) -> str:
+    """Top-level constants and function signatures (with their first docstring line) of Python source."""
     try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError):
+        tree = ast.parse(source)
+    except SyntaxError:
         return ""
-    source = path.read_text()
     lines = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
@@ -111,27 +110,27 @@ def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -
     return "\n\n".join(parts)
 
 
-def build_user_message(workspace: Path, task: Task, experiments: list[Experiment], in_flight: list[str],
-                       budget_tokens: int, extra: str = "", files: dict[str, str] | None = None) -> str:
-    """The user message of a proposal. `files` are the editable files to show (default: as on disk)."""
-    program = (workspace / task.program).read_text() if (workspace / task.program).exists() else ""
-    sections = [f"# Research program ({task.program})\n{program.strip()}",
+def build_user_message(snapshot: Snapshot, budget_tokens: int, extra: str = "") -> str:
+    """The user message of a proposal, from what the snapshot holds."""
+    task = snapshot.task
+    sections = [f"# Research program ({task.program})\n{snapshot.program.strip()}",
                 f"# Task\nmetric: {task.metric} ({task.direction}); budget: {task.budget.value:g} {task.budget.kind} "
                 f"per experiment; hard timeout {task.budget.timeout:g} s."]
-    for name in task.frozen:
-        if name.endswith(".py") and (api := frozen_api(workspace / name)):
+    for name, api in snapshot.frozen_api.items():
+        if api:
             sections.append(f"# What the frozen {name} offers (read-only)\n```python\n{api}\n```")
     for name in task.editable:
-        path = workspace / name
-        text = files.get(name) if files is not None else (path.read_text() if path.exists() else None)
-        text = text if text is not None else "(missing: create it with a whole-file block)"
+        text = snapshot.files.get(name) or "(missing: create it with a whole-file block)"
         sections.append(f"# Current {name}\n```python\n{text}\n```")
-    if in_flight:
-        sections.append("# Running right now (do not propose these again)\n" + "\n".join(f"- {d}" for d in in_flight))
+    if snapshot.in_flight:
+        sections.append("# Running right now (do not propose these again)\n"
+                        + "\n".join(f"- {d}" for d in snapshot.in_flight))
+    if snapshot.notes:
+        sections.append("# Notes from the harness\n" + "\n".join(snapshot.notes))
     if extra:
         sections.append(extra)
     fixed = sum(len(s) for s in sections)
     history_budget = max(2000, budget_tokens * CHARS_PER_TOKEN - fixed - 2000)
-    sections.insert(2, "# History\n" + history_text(experiments, task, history_budget))
+    sections.insert(2, "# History\n" + history_text(snapshot.history, task, history_budget))
     sections.append("Propose the next experiment.")
     return "\n\n".join(sections)

@@ -33,6 +33,8 @@ vocabulary at every step), so a ~100-token knob-change answer takes about 6 s.
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import ast
 import atexit
 import contextlib
@@ -70,7 +72,7 @@ SERVER_PACKAGES = ("llama_cpp", "uvicorn", "fastapi", "pydantic_settings", "sse_
                    "starlette_context")
 
 
-class LocalModelError(RuntimeError):
+class LocalModelError(UserError):
     """The local model cannot be found, started or queried (one-line message)."""
 
 

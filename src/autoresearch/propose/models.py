@@ -7,6 +7,8 @@ themselves (`max_retries`); what still fails becomes a one-line ModelError that 
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError, first_line
+
 import os
 import time
 from contextlib import contextmanager
@@ -22,8 +24,13 @@ PRICES = {
 }
 
 
-class ModelError(RuntimeError):
-    """The model could not answer; the message is one line that says what to do."""
+class ModelError(UserError):
+    """The model could not answer; the message is one line that says what to do. `permanent`: asking
+    again cannot help (a refused key, an unknown model), so a study stops rather than retrying."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass
@@ -139,13 +146,11 @@ def _one_line_errors(sdk, where: str, key_env: str, retries: int):
         raise ModelError(f"the model server at {where} {kind} after {retries} retries; "
                          "check the network, start the server or fix --base-url") from None
     except sdk.AuthenticationError:
-        raise ModelError(f"the model server at {where} refused the API key: check {key_env}") from None
+        raise ModelError(f"the model server at {where} refused the API key: check {key_env}", permanent=True) from None
+    except (sdk.PermissionDeniedError, sdk.NotFoundError) as exc:  # no retry makes a model exist or a key allowed
+        raise ModelError(f"the model server at {where} answered HTTP {exc.status_code}: {first_line(exc.message)}; "
+                         "check --model and the key's permissions", permanent=True) from None
     except sdk.APIStatusError as exc:
-        raise ModelError(f"the model server at {where} answered HTTP {exc.status_code}: {_first_line(exc.message)}") from None
+        raise ModelError(f"the model server at {where} answered HTTP {exc.status_code}: {first_line(exc.message)}") from None
     except (sdk.APIError, ValueError) as exc:  # a 200 whose body is not JSON raises ValueError
-        raise ModelError(f"bad answer from the model server at {where}: {_first_line(str(exc))}") from None
-
-
-def _first_line(text: str) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0][:300] if lines else "no detail"
+        raise ModelError(f"bad answer from the model server at {where}: {first_line(str(exc))}") from None

@@ -1,8 +1,8 @@
 """TPE over the declared knobs, with Optuna: a classic proposer for offline runs and a yardstick.
 
-Stateless on purpose: each proposal builds a fresh in-memory study from the ledger's finished
-experiments (their knob values read from their commits), asks it for the next configuration and
-forgets it. So it resumes after any stop and sees experiments other proposers ran.
+Stateless on purpose: each proposal builds a fresh in-memory study from the snapshot's finished
+experiments (with the knob values their commits declare), asks it for the next configuration
+and forgets it. So it resumes after any stop and learns from experiments other proposers ran.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 from autoresearch.propose.edits import Proposal
-from autoresearch.propose.knobs import Knob, KnobError, knob_edit, knob_values_at, parse_knobs
-from autoresearch.propose.proposers import Draft, Request
-
-EXCLUDED = ("TORCH_COMPILE",)
+from autoresearch.propose.base import Draft, Snapshot
+from autoresearch.propose.knobs import Knob, KnobError, knob_edit, parse_knobs
+from autoresearch.propose.search import NOT_SEARCHED
 
 
 def distribution(knob: Knob):
@@ -31,32 +30,30 @@ def distribution(knob: Knob):
 
 
 class TPEProposer:
-    name = "tpe"
-
-    def __init__(self, seed: int | None = None, n_startup_trials: int = 5):
+    def __init__(self, seed: int | None = None, n_startup_trials: int = 5, name: str = "tpe"):
         self.seed = seed
         self.n_startup_trials = n_startup_trials
-        self._params_by_commit: dict[str, dict] = {}
+        self.name = name
 
-    def propose(self, request: Request) -> Draft:
+    def propose(self, snapshot: Snapshot) -> Draft:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        path = request.task.editable[0]
+        path = snapshot.main_file
         try:
-            knobs = {k.name: k for k in parse_knobs(request.files.get(path, "")) if k.name not in EXCLUDED}
+            knobs = {k.name: k for k in parse_knobs(snapshot.files.get(path, "")) if k.name not in NOT_SEARCHED}
         except KnobError as exc:
-            return Draft(None, self.name, error=str(exc), attempts=1)
+            return Draft(None, self.name, error=str(exc), attempts=1, fatal=True)
         if not knobs:
-            return Draft(None, self.name, attempts=1, error=f"{path} declares no knobs for TPE to tune")
+            return Draft(None, self.name, attempts=1, fatal=True,
+                         error=f"{path} declares no knobs for TPE to tune ('NAME = value  # knob: float A..B')")
         distributions = {name: distribution(k) for name, k in knobs.items()}
-        direction = "minimize" if request.task.direction == "minimize" else "maximize"
         # a fresh seed per call (a pipelined call sees the same history as the one in flight)
-        seed = None if self.seed is None else self.seed + len(request.experiments) + 1000 * len(request.in_flight)
-        study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(
+        seed = None if self.seed is None else self.seed + len(snapshot.history) + 1000 * len(snapshot.in_flight)
+        study = optuna.create_study(direction=snapshot.task.direction, sampler=optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True))
-        for exp in request.experiments:
-            params = self._params(request, exp.commit, knobs, distributions)
+        for exp in snapshot.history:
+            params = _params(snapshot.knob_values.get(exp.commit or "", {}), distributions)
             if params is None:
                 continue
             state = optuna.trial.TrialState.COMPLETE if exp.status in ("keep", "discard") and exp.metric is not None \
@@ -76,19 +73,15 @@ class TPEProposer:
         return Draft(Proposal("tpe: " + "; ".join(notes), f"TPE trial {len(study.trials)}", edits), self.name,
                      model="optuna-tpe", attempts=1)
 
-    def fix(self, request, crashed, log_tail):
+    def fix(self, snapshot, crashed, log_tail):
         return None
 
-    def _params(self, request: Request, commit: str | None, knobs: dict, distributions: dict) -> dict | None:
-        """Knob values at `commit`, if every knob is there and within its distribution."""
-        if not commit:
+
+def _params(found: dict, distributions: dict) -> dict | None:
+    """The knob values an experiment's commit declared, if every knob is there and within its distribution."""
+    params = {}
+    for name, dist in distributions.items():
+        if name not in found or not dist._contains(dist.to_internal_repr(found[name])):
             return None
-        if commit not in self._params_by_commit:
-            self._params_by_commit[commit] = knob_values_at(request.workspace, commit, request.task.editable[0])
-        found = self._params_by_commit[commit]
-        params = {}
-        for name, dist in distributions.items():
-            if name not in found or not dist._contains(dist.to_internal_repr(found[name])):
-                return None
-            params[name] = found[name]
-        return params
+        params[name] = found[name]
+    return params

@@ -56,30 +56,54 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *,
-                env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-                max_log_bytes: int = MAX_LOG_BYTES, on_start: Callable[[int], None] | None = None,
-                limits: Limits = Limits()) -> RunResult:
+@dataclass(frozen=True)
+class Command:
+    """One command to run: what, where, where its output goes, and its limits."""
+    argv: list[str]
+    cwd: Path
+    log_path: Path
+    timeout: float  # wall-clock seconds after which the whole process group is killed
+    env: dict[str, str] | None = None  # default: the harness's environment without secrets
+    limits: Limits = Limits()
+    max_log_bytes: int = MAX_LOG_BYTES
+
+
+def run_command(command: Command, on_line: Callable[[str], None] | None = None,
+                on_start: Callable[[int], None] | None = None) -> RunResult:
     """Run `command`; `on_start` gets the process group id as soon as it exists (to clean up
-    after a harness that was killed)."""
+    after a harness that was killed), `on_line` each line of output."""
+    log_path = command.log_path
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(env or clean_environment())
+    env = dict(command.env or clean_environment())
     env.setdefault(RUN_MARKER, secrets.token_hex(8))  # finds children that leave the process group
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(expand_command(command), cwd=cwd, env=env,
+        proc = subprocess.Popen(expand_command(command.argv), cwd=command.cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_rlimits(limits))
+                                start_new_session=True, preexec_fn=_rlimits(command.limits))
     except OSError as exc:
-        log_path.write_text(f"could not start {command[0]}: {exc}\n")
+        log_path.write_text(f"could not start {command.argv[0]}: {exc}\n")
         return RunResult(exit_code=127, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)
     if on_start is not None:
         on_start(proc.pid)
-    watchdog = Watchdog(proc, limits)
+    watchdog = Watchdog(proc, command.limits)
     watchdog.start()
     truncated = threading.Event()
-    reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, max_log_bytes, on_line, truncated), daemon=True)
+    reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, command.max_log_bytes, on_line,
+                                                         truncated), daemon=True)
     reader.start()
+    timed_out = _wait(proc, command.timeout, watchdog, reader, env[RUN_MARKER])
+    wall = time.monotonic() - started
+    if timed_out or watchdog.killed_for:
+        with open(log_path, "a") as log:
+            log.write(f"\n[autoresearch] killed: {watchdog.killed_for or f'the {command.timeout:g} s timeout'}\n")
+    killed = timed_out or bool(watchdog.killed_for)
+    return RunResult(exit_code=None if killed else proc.returncode, wall_seconds=wall, timed_out=timed_out,
+                     log_path=log_path, log_truncated=truncated.is_set(), killed_for=watchdog.killed_for)
+
+
+def _wait(proc: subprocess.Popen, timeout: float, watchdog: Watchdog, reader: threading.Thread, marker: str) -> bool:
+    """Wait for the command to end (killing it at the timeout), then for everything it left; True if timed out."""
     timed_out = threading.Event()
 
     def on_timeout() -> None:
@@ -99,16 +123,9 @@ def run_command(command: list[str], cwd: Path, log_path: Path, timeout: float, *
         timer.cancel()
         watchdog.stop()
         _kill_group(proc, grace=0.0)  # children that outlive the leader go too
-        kill_marked(env[RUN_MARKER])  # and those that left the group
+        kill_marked(marker)  # and those that left the group
         reader.join(timeout=10)
-    timed_out = timed_out.is_set()
-    wall = time.monotonic() - started
-    if timed_out or watchdog.killed_for:
-        with open(log_path, "a") as log:
-            log.write(f"\n[autoresearch] killed: {watchdog.killed_for or f'the {timeout:g} s timeout'}\n")
-    killed = timed_out or bool(watchdog.killed_for)
-    return RunResult(exit_code=None if killed else proc.returncode, wall_seconds=wall, timed_out=timed_out,
-                     log_path=log_path, log_truncated=truncated.is_set(), killed_for=watchdog.killed_for)
+    return timed_out.is_set()
 
 
 def _rlimits(limits: Limits):

@@ -13,6 +13,8 @@ is not enforced, and `not_enforced()` says what, once.
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import os
 import shutil
 import sys
@@ -125,7 +127,7 @@ def find_sandbox(kind: str = "auto") -> Sandbox:
     return Sandbox()
 
 
-class SandboxError(RuntimeError):
+class SandboxError(UserError):
     """The sandbox that the task asks for cannot be had here."""
 
 

@@ -1,6 +1,6 @@
-"""Trial: one run of a committed candidate, from start to a number the harness can trust.
+"""Trial: one run of a committed candidate, from a plain spec to a number the harness can trust.
 
-1. train: the task's command in the training sandbox. It sees the workspace read-only, the
+1. train: the task's command in the training sandbox. It sees its checkout read-only, the
    training data but not the validation split, and may write only its scratch and handoff dirs;
 2. check: frozen files and git refs are as before (put back if not: the run failed);
 3. evaluate: with an `[evaluation]` command, the handed-off model is scored in a second sandbox
@@ -23,16 +23,31 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from autoresearch.store import gitops
+from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import file_sha256
-from autoresearch.run.process import RUN_MARKER, Limits, RunResult, clean_environment, record_processes, run_command
-from autoresearch.run.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
 from autoresearch.core.summary import metric_value, parse_summary
 from autoresearch.core.task import Task
+from autoresearch.run.process import (RUN_MARKER, Command, Limits, RunResult, clean_environment, record_processes,
+                                      run_command)
+from autoresearch.run.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
+from autoresearch.store import gitops
+from autoresearch.store.workspace import RunPaths, Workspace
 
-STATE_DIR = ".autoresearch"
 LOG_TAIL_LINES = 30
 INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a committed candidate, as plain data."""
+    checkout: Workspace  # where the command runs: a slot's worktree or a worker's clone, at `commit`
+    task: Task
+    commit: str
+    paths: RunPaths  # where its log, handoff and scratch go
+    env: dict[str, str] = field(default_factory=dict)  # what pins it to its device (a slot's share)
+    hide: tuple[Path, ...] = ()  # more directories the run must not see (the main workspace's state)
+    guard_refs: bool = True  # compare git refs before and after; put back what the run changed
+    coordinator_refs: tuple[str, ...] = ()  # ref prefixes a coordinator moves meanwhile: not the run's doing
 
 
 @dataclass
@@ -45,107 +60,138 @@ class TrialResult:
     provenance: dict = field(default_factory=dict)
     wall_seconds: float = 0.0  # training, checks and evaluation together
 
-
-def run_trial(workspace: Path, task: Task, commit: str, log_path: Path, on_line=None,
-              sandbox: Sandbox | None = None, extra_env: dict[str, str] | None = None,
-              guard_refs: bool = True, hide: tuple[Path, ...] = ()) -> TrialResult:
-    """While it runs, `pgid` beside the log names its process group and marker (for a restart after
-    a kill: `runner.kill_recorded`). `guard_refs`: compare and restore git refs around the run. Off
-    in a slot's worktree, where the coordinator moves refs while the run goes on (and checks the
-    branch itself). `hide`: more directories the run must not see (the main workspace's state, for a
-    slot inside it)."""
-    pgid_file = log_path.parent / "pgid"
-    try:
-        return _run_trial(workspace, task, commit, log_path, on_line, sandbox, extra_env, guard_refs, hide, pgid_file)
-    finally:
-        pgid_file.unlink(missing_ok=True)
+    @classmethod
+    def never_ran(cls, log_path: Path, reason: str) -> TrialResult:
+        """A run that could not happen (a broken slot, a Ray task out of retries): a crash that says why."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            log.write(f"[autoresearch] {reason}\n")
+        run = RunResult(exit_code=None, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)
+        return cls(run, {}, None, reason)
 
 
-def _run_trial(workspace, task, commit, log_path, on_line, sandbox, extra_env, guard_refs, hide, pgid_file):
+@dataclass(frozen=True)
+class _Before:
+    """What a run must leave as it found it."""
+    frozen: dict[str, str]
+    refs: dict[str, str] | None
+
+
+def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> TrialResult:
+    """While it runs, the `pgid` file beside its log names its process group and marker (for a
+    restart after a kill of the harness: `process.kill_recorded`)."""
     started = time.monotonic()
-    sandbox = sandbox or find_sandbox(task.sandbox.kind)
-    state = workspace / STATE_DIR
-    stem = log_path.stem
-    scratch, handoff = log_path.with_name(f"{stem}.scratch"), log_path.with_name(f"{stem}.handoff")
-    for directory in (scratch, handoff):  # fresh for each run: nothing carries over but the compile cache
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-    (state / "cache").mkdir(parents=True, exist_ok=True)
-    trusted = bool(task.evaluation.command)
-    data = data_dir(workspace)
-    frozen_before = frozen_hashes(workspace, task)
-    refs_before = gitops.ref_snapshot(workspace) if guard_refs else None
-    limits = _limits(task)
-
-    env = clean_environment({RUN_MARKER: secrets.token_hex(8), **(extra_env or {}), **_data_env(data),
-                             "AUTORESEARCH_HANDOFF": str(handoff), "AUTORESEARCH_SCRATCH": str(scratch),
-                             "TORCHINDUCTOR_CACHE_DIR": str(state / "cache" / "inductor"),
-                             "TRITON_CACHE_DIR": str(state / "cache" / "triton")})
-    empty = state / "empty"  # what private files look like to training (a device node would not open)
-    empty.write_bytes(b"")
-    private = {workspace / name: empty for name in task.evaluation.private if (workspace / name).exists()}
-    training = Policy(workdir=workspace, hidden=(*hide, state),
-                      bind_files={**_data_files(data, hide_val=trusted), **private},
-                      writable=(scratch, handoff, state / "cache"), network=task.sandbox.network)
-    run = run_command(sandbox.wrap(task.command, training), workspace, log_path, task.budget.timeout,
-                      env=env, on_line=on_line, on_start=record_processes(pgid_file, env[RUN_MARKER]), limits=limits)
-    summary = parse_summary(log_path.read_text(errors="replace"))
-    failure = _training_failure(run, summary, task, trusted)
-
-    frozen = frozen_hashes(workspace, task)
-    tampered = [name for name, digest in frozen.items() if frozen_before.get(name) != digest]
-    if tampered:  # put the frozen files back before anything else runs
-        gitops.git(workspace, "checkout", commit, "--", *tampered)
-        frozen.update({name: frozen_before[name] for name in tampered})
-        failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
-    rewritten = gitops.restore_refs(workspace, refs_before) if refs_before is not None else []
-    if rewritten:
-        failure = f"the run changed git refs {', '.join(rewritten)} (restored)"
-
-    metric, invalid = metric_value(summary, task.metric), False
-    if trusted:
-        reported = summary.pop(task.metric, None)
-        if reported is not None:
-            summary[f"reported_{task.metric}"] = reported  # information only: never what decides
-        metric = None
-        if not failure:
-            marker = {RUN_MARKER: env[RUN_MARKER]}  # a restart finds the evaluation too
-            metric, failure, invalid, scores = _evaluate(workspace, task, sandbox, handoff, data, log_path, limits, marker,
-                                                         hide)
-            summary.update({k: v for k, v in scores.items() if k != task.metric})
-    if metric is not None:
-        summary[task.metric] = metric
-    shutil.rmtree(scratch, ignore_errors=True)
-    provenance = bind(commit, data, frozen, sandbox)
+    sandbox = sandbox or find_sandbox(spec.task.sandbox.kind)
+    marker = spec.env.get(RUN_MARKER) or secrets.token_hex(8)  # in every process of the run, to find them all
+    try:
+        _fresh_dirs(spec)
+        before = _Before(frozen_hashes(spec.checkout, spec.task),
+                         gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if spec.guard_refs else None)
+        run = train(spec, sandbox, marker, on_line)
+        summary = parse_summary(spec.paths.log.read_text(errors="replace"))
+        trusted = bool(spec.task.evaluation.command)
+        failure = check(spec, before) or _training_failure(run, summary, spec.task, trusted)
+        metric, invalid = metric_value(summary, spec.task.metric), False
+        if trusted:
+            metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, marker)
+        if metric is not None:
+            summary[spec.task.metric] = metric
+        provenance = bind(spec.commit, spec.checkout.data_dir(), before.frozen, sandbox)
+    finally:
+        spec.paths.pgid.unlink(missing_ok=True)
+        shutil.rmtree(spec.paths.scratch, ignore_errors=True)
     return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance,
                        time.monotonic() - started)
 
 
-def _evaluate(workspace: Path, task: Task, sandbox: Sandbox, handoff: Path, data: Path | None, log_path: Path,
-              limits: Limits, marker: dict[str, str], hide: tuple[Path, ...]):
-    """Run the trusted evaluation; returns (metric, failure, invalid, its summary)."""
-    eval_log = log_path.with_name(log_path.stem.replace("run", "eval") + ".log")
-    command = [part.replace("{handoff}", str(handoff)) for part in task.evaluation.command]
-    policy = Policy(workdir=workspace, hidden=(*hide, workspace / STATE_DIR), readable=(handoff,),
+def _fresh_dirs(spec: RunSpec) -> None:
+    """Scratch and handoff start empty for each run: nothing carries over but the compile cache."""
+    for directory in (spec.paths.scratch, spec.paths.handoff):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    spec.checkout.cache_dir.mkdir(parents=True, exist_ok=True)
+    spec.checkout.empty_file.write_bytes(b"")
+
+
+def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> RunResult:
+    """The task's command in the training sandbox."""
+    ws, task, paths = spec.checkout, spec.task, spec.paths
+    data = ws.data_dir()
+    trusted = bool(task.evaluation.command)
+    env = clean_environment({**spec.env, RUN_MARKER: marker, **_data_env(data),
+                             "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
+                             "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
+                             "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
+    private = {ws.root / name: ws.empty_file for name in task.evaluation.private if (ws.root / name).exists()}
+    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state),
+                    bind_files={**_data_files(data, hide_val=trusted), **private},
+                    writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network)
+    command = Command(sandbox.wrap(task.command, policy), ws.root, paths.log, task.budget.timeout, env=env,
+                      limits=_limits(task))
+    return run_command(command, on_line=on_line, on_start=record_processes(paths.pgid, marker))
+
+
+def check(spec: RunSpec, before: _Before) -> str:
+    """Frozen files and git refs as the run found them; what it changed is put back. Returns why it failed, or ""."""
+    ws = spec.checkout
+    frozen = frozen_hashes(ws, spec.task)
+    tampered = [name for name, digest in frozen.items() if before.frozen.get(name) != digest]
+    failure = ""
+    if tampered:  # put the frozen files back before anything else runs
+        gitops.git(ws.root, "checkout", spec.commit, "--", *tampered)
+        failure = f"the run modified frozen file(s) {', '.join(tampered)} (restored)"
+    if before.refs is not None:
+        rewritten = gitops.restore_refs(ws.root, before.refs, spec.coordinator_refs)
+        if rewritten:
+            failure = f"the run changed git refs {', '.join(rewritten)} (restored)"
+    return failure
+
+
+def _trusted_metric(spec: RunSpec, sandbox: Sandbox, summary: dict, failure: str,
+                    marker: str) -> tuple[float | None, str, bool]:
+    """What train.py printed stays as `reported_<metric>`; the evaluation's number is the metric."""
+    reported = summary.pop(spec.task.metric, None)
+    if reported is not None:
+        summary[f"reported_{spec.task.metric}"] = reported  # information only: never what decides
+    if failure:
+        return None, failure, False
+    evaluation = evaluate(spec, sandbox, marker)
+    summary.update({k: v for k, v in evaluation.scores.items() if k != spec.task.metric})
+    return evaluation.metric, evaluation.failure, evaluation.invalid
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: float | None
+    failure: str = ""
+    invalid: bool = False
+    scores: dict = field(default_factory=dict)  # its whole summary block
+
+
+def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
+    """The trusted evaluation of the handed-off model, in a sandbox that alone sees the validation data."""
+    ws, task, paths = spec.checkout, spec.task, spec.paths
+    data = ws.data_dir()
+    argv = [part.replace("{handoff}", str(paths.handoff)) for part in task.evaluation.command]
+    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=(paths.handoff,),
                     bind_files=_data_files(data, hide_val=False))
-    env = clean_environment({**marker, **_data_env(data)})
-    run = run_command(sandbox.wrap(command, policy), workspace, eval_log, task.evaluation.timeout or task.budget.timeout,
-                      env=env, limits=limits)
-    text = eval_log.read_text(errors="replace")
-    with open(log_path, "a") as log:  # one log tells the whole story; the last summary block is the trusted one
+    env = clean_environment({RUN_MARKER: marker, **_data_env(data)})  # a restart finds the evaluation too
+    run = run_command(Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log,
+                              task.evaluation.timeout or task.budget.timeout, env=env, limits=_limits(task)))
+    text = paths.eval_log.read_text(errors="replace")
+    with open(paths.log, "a") as log:  # one log tells the whole story; the last summary block is the trusted one
         log.write(f"\n[autoresearch] trusted evaluation ({sandbox.name} sandbox):\n{text}")
     scores = parse_summary(text)
     invalid_lines = [line for line in text.splitlines() if line.startswith("invalid: ")]
     if run.exit_code == INVALID_EXIT and invalid_lines:
-        return None, invalid_lines[-1], True, {}
+        return Evaluation(None, invalid_lines[-1], True)
     if run.timed_out or run.exit_code != 0:
         why = run.killed_for or ("timed out" if run.timed_out else f"exit code {run.exit_code}")
-        last = next((line for line in reversed(text.splitlines()) if line.strip()), "no output")
-        return None, f"the evaluation failed ({why}): {last[:200]}", False, {}
+        return Evaluation(None, f"the evaluation failed ({why}): {one_line(text, default='no output')}")
     metric = metric_value(scores, task.metric)
     if metric is None:
-        return None, f"the evaluation printed no valid {task.metric}", False, {}
-    return metric, "", False, scores
+        return Evaluation(None, f"the evaluation printed no valid {task.metric}")
+    return Evaluation(metric, scores=scores)
 
 
 def _training_failure(run: RunResult, summary: dict, task: Task, trusted: bool) -> str:
@@ -170,8 +216,7 @@ def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:
 
 
 def last_line(log_path: Path) -> str:
-    lines = [line for line in log_tail(log_path, 5).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "no output"
+    return one_line(log_tail(log_path, 5), default="no output")
 
 
 def _limits(task: Task) -> Limits:
@@ -185,11 +230,6 @@ def _machine_memory_gb() -> float:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         return 0.0
-
-
-def data_dir(workspace: Path) -> Path | None:
-    data = workspace / STATE_DIR / "data"
-    return data if data.exists() else None
 
 
 def _data_env(data: Path | None) -> dict[str, str]:
@@ -206,10 +246,10 @@ def _data_files(data: Path | None, hide_val: bool) -> dict[Path, Path]:
             if not (hide_val and item.name.startswith("val"))}
 
 
-def frozen_hashes(workspace: Path, task: Task) -> dict[str, str]:
+def frozen_hashes(ws: Workspace, task: Task) -> dict[str, str]:
     hashes = {}
     for name in task.frozen:
-        path = workspace / name
+        path = ws.root / name
         hashes[name] = file_sha256(path) if path.is_file() else "missing"
     return hashes
 

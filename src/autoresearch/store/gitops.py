@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from autoresearch.core.errors import UserError
+
 import os
 import subprocess
 from pathlib import Path
 
-ATTEMPT_REF_PREFIX = "refs/autoresearch/attempts"
+AUTORESEARCH_REFS = "refs/autoresearch/"  # the harness's own refs: attempts, bundles
+ATTEMPT_REF_PREFIX = AUTORESEARCH_REFS + "attempts"
 # Commits made by the harness need an identity even on machines where the user set none.
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
@@ -14,7 +17,7 @@ _IDENTITY = {
 }
 
 
-class GitError(RuntimeError):
+class GitError(UserError):
     """A git command failed; the message is one line."""
 
 
@@ -110,16 +113,18 @@ def is_ancestor(repo: Path, maybe_ancestor: str, commit: str) -> bool:
     return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", maybe_ancestor, commit]).returncode == 0
 
 
-def ref_snapshot(repo: Path) -> dict[str, str]:
-    """Every ref and what HEAD points at: compared after a run to catch rewritten history."""
-    refs = dict(line.split(" ", 1)[::-1] for line in git(repo, "for-each-ref", "--format=%(objectname) %(refname)").splitlines())
+def ref_snapshot(repo: Path, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every ref and what HEAD points at: compared after a run to catch rewritten history. Refs
+    under the `ignore` prefixes (those a coordinator moves while the run goes on) are left out."""
+    lines = git(repo, "for-each-ref", "--format=%(objectname) %(refname)").splitlines()
+    refs = {name: sha for sha, name in (line.split(" ", 1) for line in lines) if not name.startswith(ignore)}
     refs["HEAD"] = git(repo, "symbolic-ref", "-q", "HEAD", check=False) or head(repo)
     return refs
 
 
-def restore_refs(repo: Path, snapshot: dict[str, str]) -> list[str]:
-    """Put refs back as in `snapshot`; returns the names that had changed."""
-    now = ref_snapshot(repo) if _usable(repo) else {}
+def restore_refs(repo: Path, snapshot: dict[str, str], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Put refs back as in `snapshot` (taken with the same `ignore`); returns the names that had changed."""
+    now = ref_snapshot(repo, ignore) if _usable(repo) else {}
     changed = sorted(name for name in set(snapshot) | set(now) if snapshot.get(name) != now.get(name))
     for name in changed:
         if name == "HEAD":

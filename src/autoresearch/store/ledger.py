@@ -1,8 +1,10 @@
 """Ledger: the durable record of every experiment.
 
-The source of truth is an SQLite database in the workspace's `.autoresearch/` (every attempt with
-its diff, metrics, timings and log path). `results.tsv`, in the original autoresearch's format,
-is a view of it, rewritten atomically after each experiment, so the two can never disagree.
+The source of truth is an SQLite database in the workspace's state directory (every attempt with
+its diff, metrics, timings and log path, every run, every proposal). `results.tsv`, in the
+original autoresearch's format, is a view of it, rewritten atomically after each experiment, so
+the two can never disagree. Readers (dashboard, report, MCP, history, exports) open it with
+`readonly=True`: an SQLite connection in read-only mode, whose write methods refuse.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.core.best import running_best
+from autoresearch.core.status import FINISHED, ProposalStatus, Status
+
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
-STATUSES = ("running", "keep", "discard", "crash")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -100,6 +104,7 @@ class Experiment:
     started_at: float = 0.0
     finished_at: float | None = None
     proposal_id: int | None = None
+    proposer: str = ""  # who proposed it: "random", "openai:gpt-4.1", ...; "" for baselines and `exp`
 
     @property
     def memory_gb(self) -> float:
@@ -107,28 +112,57 @@ class Experiment:
         return mb / 1024 if isinstance(mb, (int, float)) and math.isfinite(mb) else 0.0
 
 
+class LedgerError(RuntimeError):
+    """A write to a ledger opened read-only, or a record that cannot be read."""
+
+
 class Ledger:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
 
     def _open(self) -> None:
-        path = self.path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
+        if self.readonly and not self.path.exists():  # nothing recorded yet: an empty record, written nowhere
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.executescript(_SCHEMA + "ALTER TABLE experiments ADD COLUMN proposal_id INTEGER;"
+                                  "ALTER TABLE experiments ADD COLUMN proposer TEXT NOT NULL DEFAULT '';")
+            self._identity = None
+            return
+        if self.readonly:  # a reader never changes the file, not even its journal mode
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self._identity = _file_identity(self.path)
+            return
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
         self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(experiments)")}
-        if "proposal_id" not in columns:  # ledgers made before proposals were recorded
-            self.db.execute("ALTER TABLE experiments ADD COLUMN proposal_id INTEGER")
-        self._identity = _file_identity(path)
+        for name, kind in (("proposal_id", "INTEGER"), ("proposer", "TEXT NOT NULL DEFAULT ''")):
+            if name not in columns:  # ledgers made before these were recorded
+                self.db.execute(f"ALTER TABLE experiments ADD COLUMN {name} {kind}")
+        self._identity = _file_identity(self.path)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self, sql: str, args: tuple = ()):
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.path} was opened read-only")
+        return self.db.execute(sql, args)
 
     def guard(self) -> bool:
         """If the file was deleted or replaced behind our back (a run without a sandbox can),
         write what this open connection still holds back to the path. True if it had to."""
-        if _file_identity(self.path) == self._identity:
+        if self.readonly or _file_identity(self.path) == self._identity:
             return False
         for suffix in ("", "-wal", "-shm"):
             Path(str(self.path) + suffix).unlink(missing_ok=True)
@@ -143,20 +177,27 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
-    def start(self, branch: str, parent: str, description: str, proposal_id: int | None = None) -> int:
-        with self.db:  # the experiment and the use of its proposal are recorded together
-            self.db.execute("BEGIN IMMEDIATE")
+    def start(self, branch: str, parent: str, description: str, proposal_id: int | None = None,
+              proposer: str = "", commit: str | None = None) -> int:
+        """A new experiment, running. `commit` when it exists already (a study's candidates do)."""
+        self._write("BEGIN IMMEDIATE")  # the experiment and the use of its proposal are recorded together
+        try:
             cur = self.db.execute(
-                "INSERT INTO experiments (branch, parent, description, status, started_at, proposal_id)"
-                " VALUES (?, ?, ?, 'running', ?, ?)", (branch, parent, description, time.time(), proposal_id))
+                "INSERT INTO experiments (branch, parent, commit_sha, description, status, started_at, proposal_id,"
+                " proposer) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                (branch, parent, commit, description, time.time(), proposal_id, proposer))
             if proposal_id is not None:
                 self.db.execute("UPDATE proposals SET status = 'used', experiment_id = ? WHERE id = ?",
                                 (cur.lastrowid, proposal_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return int(cur.lastrowid)
 
     def add_run(self, exp_id: int, n: int, *, metric: float | None, metrics: dict, exit_code: int | None,
                 timed_out: bool, wall_seconds: float, log_path: str) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO runs (experiment_id, n, metric, metrics_json, exit_code, timed_out, wall_seconds, log_path,"
             " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (exp_id, n, metric, json.dumps(_finite(metrics)), exit_code, int(timed_out), wall_seconds, log_path, time.time()))
@@ -187,12 +228,12 @@ class Ledger:
     def add_proposal(self, record: dict) -> int:
         record = {**record, "created_at": time.time()}
         names = ", ".join(record)
-        cur = self.db.execute(f"INSERT INTO proposals ({names}) VALUES ({', '.join('?' * len(record))})",
+        cur = self._write(f"INSERT INTO proposals ({names}) VALUES ({', '.join('?' * len(record))})",
                               tuple(record.values()))
         return int(cur.lastrowid)
 
     def set_proposal_status(self, proposal_id: int, status: str, error: str = "") -> None:
-        self.db.execute("UPDATE proposals SET status = ?, error = CASE WHEN ? = '' THEN error ELSE ? END WHERE id = ?",
+        self._write("UPDATE proposals SET status = ?, error = CASE WHEN ? = '' THEN error ELSE ? END WHERE id = ?",
                         (status, error, error, proposal_id))
 
     def proposals(self, status: str | None = None, branch: str | None = None) -> list[dict]:
@@ -203,25 +244,33 @@ class Ledger:
             query, args = query + " AND branch = ?", [*args, branch]
         return [dict(row) for row in self.db.execute(query + " ORDER BY id", args)]
 
-    def tried_diffs(self, branch: str) -> set[str]:
-        return {row[0] for row in self.db.execute(
-            "SELECT diff FROM experiments WHERE branch = ? AND diff != ''", (branch,))}
+    def latest_reasoning(self) -> dict | None:
+        """The newest proposal that gave its reasoning (what the dashboard shows of the agent)."""
+        row = self.db.execute("SELECT description, reasoning, model, proposer, created_at FROM proposals"
+                              " WHERE reasoning != '' ORDER BY id DESC LIMIT 1").fetchone()
+        return dict(row) if row else None
+
+    def proposer_records(self, branch: str) -> dict[str, tuple[int, int]]:
+        """For each proposer of the branch's experiments: (experiments kept, experiments finished)."""
+        rows = self.db.execute("SELECT proposer, SUM(status = 'keep'), COUNT(*) FROM experiments WHERE branch = ?"
+                               " AND status != 'running' AND proposer != '' GROUP BY proposer", (branch,))
+        return {name: (int(keeps), int(total)) for name, keeps, total in rows}
 
     def set_commit(self, exp_id: int, commit: str, diff: str, attempt_ref: str) -> None:
-        self.db.execute("UPDATE experiments SET commit_sha = ?, diff = ?, attempt_ref = ? WHERE id = ?",
+        self._write("UPDATE experiments SET commit_sha = ?, diff = ?, attempt_ref = ? WHERE id = ?",
                         (commit, diff, attempt_ref, exp_id))
 
     def set_log_path(self, exp_id: int, log_path: str) -> None:
-        self.db.execute("UPDATE experiments SET log_path = ? WHERE id = ?", (log_path, exp_id))
+        self._write("UPDATE experiments SET log_path = ? WHERE id = ?", (log_path, exp_id))
 
     def finish(self, exp_id: int, *, status: str, metric: float | None, incumbent: float | None, metrics: dict,
                reason: str, exit_code: int | None, timed_out: bool, wall_seconds: float | None) -> None:
-        if status not in STATUSES[1:]:
+        if status not in FINISHED:
             raise ValueError(f"status must be keep, discard or crash, not {status!r}")
-        self.db.execute(
+        self._write(
             "UPDATE experiments SET status = ?, metric = ?, incumbent = ?, metrics_json = ?, reason = ?, exit_code = ?,"
             " timed_out = ?, wall_seconds = ?, finished_at = ? WHERE id = ?",
-            (status, metric, incumbent, json.dumps(_finite(metrics)), reason, exit_code, int(timed_out),
+            (str(status), metric, incumbent, json.dumps(_finite(metrics)), reason, exit_code, int(timed_out),
              wall_seconds, time.time(), exp_id))
 
     def get(self, exp_id: int) -> Experiment | None:
@@ -249,11 +298,17 @@ class Ledger:
         data = dict(row)
         return Experiment(
             id=data["id"], branch=data["branch"], parent=data["parent"], commit=data["commit_sha"],
-            description=data["description"], status=data["status"], metric=data["metric"],
+            description=data["description"], status=Status(data["status"]), metric=data["metric"],
             incumbent=data["incumbent"], metrics=json.loads(data["metrics_json"]), reason=data["reason"],
             diff=data["diff"], log_path=data["log_path"], attempt_ref=data["attempt_ref"],
             exit_code=data["exit_code"], timed_out=bool(data["timed_out"]), wall_seconds=data["wall_seconds"],
-            started_at=data["started_at"], finished_at=data["finished_at"], proposal_id=data.get("proposal_id"))
+            started_at=data["started_at"], finished_at=data["finished_at"], proposal_id=data.get("proposal_id"),
+            proposer=data.get("proposer") or "")
+
+
+def best_so_far(experiments: list[Experiment], direction: str = "minimize") -> list[float | None]:
+    """The best kept metric after each experiment, the way the task counts better."""
+    return running_best(((e.status, e.metric) for e in experiments), direction)
 
 
 def _finite(metrics: dict) -> dict:

@@ -1,101 +1,218 @@
-"""Workspace: a git repository holding one research task, made from a shipped template.
+"""Workspace: a git repository holding one research task, and the one place that knows its layout.
 
-Layout: editable `train.py`, frozen `prepare.py` and `autoresearch.toml`, `program.md` (the
-researcher's instructions to the agent), `.gitignore`; run state in the ignored `.autoresearch/`.
-Experiments happen on the research branch `autoresearch/<tag>`.
+The files: editable ones (`train.py`), frozen ones (`prepare.py`, `autoresearch.toml`), the
+researcher's `program.md` and `.gitignore`. The harness's state lives in the git-ignored
+state directory:
+
+    .autoresearch/ledger.sqlite  the record of every experiment (store/ledger.py)
+                  lock           one study, or one `exp`, at a time
+                  stop           touch it and a study stops after the experiments in flight
+                  data           a link to the prepared data in the cache (`autoresearch prepare`)
+                  runs/NNNNN/    one experiment's runs: run.log, run2.log (reruns), eval.log, handoff, scratch, pgid
+                  slots/NAME/    a slot's git worktree, where its runs happen (never the workspace itself)
+                  cache/         compile caches carried from one run to the next (inductor, triton)
+                  report/ mlruns/ exports
+
+Experiments happen on the research branch `autoresearch/<tag>`. A candidate is a commit made on
+top of its parent without touching the working tree; the branch moves only to a kept one.
 """
 
 from __future__ import annotations
 
-import datetime
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.core.errors import UserError
+from autoresearch.core.task import CONFIG_NAME, Task, load_task
 from autoresearch.store import gitops
-from autoresearch.propose.knobs import set_knob_ranges
-from autoresearch.store.templates import (TEMPLATES, load_presets, render_llm_config, set_hyperparameters, shared_file,
-                                    template_dir)
 
-TEMPLATE_SKIP = {"presets.toml", "__pycache__"}
+STATE_DIR = ".autoresearch"  # the only spelling of it in the package
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(UserError):
     """The workspace could not be made or used; the message is one line that says what to do."""
 
 
-def default_tag() -> str:
-    return datetime.date.today().strftime("%b%d").lower()  # e.g. nov26, as in the original
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run of an experiment leaves its files, all named after its log."""
+    log: Path  # run.log for the first run, run2.log, run3.log for reruns
+
+    @property
+    def eval_log(self) -> Path:
+        return self.log.with_name(self.log.stem.replace("run", "eval") + ".log")
+
+    @property
+    def scratch(self) -> Path:  # the one directory training may write
+        return self.log.with_name(f"{self.log.stem}.scratch")
+
+    @property
+    def handoff(self) -> Path:  # the model handed to the trusted evaluation
+        return self.log.with_name(f"{self.log.stem}.handoff")
+
+    @property
+    def pgid(self) -> Path:  # the process group and marker of a run in progress
+        return self.log.parent / "pgid"
 
 
-def init_workspace(path: Path, *, template: str = "llm", preset: str | None = None, tag: str | None = None,
-                   dataset: str | None = None, budget_seconds: float | None = None) -> Path:
-    path = Path(path).expanduser().resolve()
-    if template not in TEMPLATES:
-        raise WorkspaceError(f"unknown template {template!r}: choose one of {', '.join(TEMPLATES)}")
-    if path.exists() and any(path.iterdir()):
-        raise WorkspaceError(f"{path} exists and is not empty: choose a new directory")
-    tag = tag or default_tag()
-    if not gitops.git(path.parent if path.parent.exists() else Path.cwd(), "check-ref-format", "--branch",
-                      f"autoresearch/{tag}", check=False):
-        raise WorkspaceError(f"{tag!r} cannot be part of a git branch name: choose another --tag")
+class Workspace:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.state = self.root / STATE_DIR
 
-    path.mkdir(parents=True, exist_ok=True)
-    for item in template_dir(template).iterdir():
-        if item.name not in TEMPLATE_SKIP and item.is_file():
-            shutil.copy2(item, path / item.name)
-    shutil.copy2(shared_file("gitignore"), path / ".gitignore")
-    if template == "llm":
-        _apply_preset(path, preset or detect_preset(), dataset, budget_seconds)
-    elif preset:
-        raise WorkspaceError(f"the {template} template has no presets (they belong to the llm template)")
+    @classmethod
+    def of(cls, where: Workspace | Path | str) -> Workspace:
+        return where if isinstance(where, Workspace) else cls(where)
 
-    gitops.init_repo(path)
-    gitops.git(path, "add", "--all")
-    gitops.git(path, "commit", "-q", "-m", f"autoresearch workspace from the {template} template")
-    gitops.git(path, "checkout", "-q", "-b", f"autoresearch/{tag}")
-    return path
+    @classmethod
+    def find(cls, start: Path | str) -> Workspace:
+        """The workspace containing `start` (the nearest directory with an autoresearch.toml)."""
+        start = Path(start).resolve()
+        for candidate in (start, *start.parents):
+            if (candidate / CONFIG_NAME).exists():
+                return cls(candidate)
+        raise WorkspaceError(f"{start} is not inside an autoresearch workspace: run `autoresearch init DIR` first, "
+                             "or pass -C DIR")
 
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
 
-def _apply_preset(path: Path, preset_name: str, dataset: str | None, budget_seconds: float | None) -> None:
-    presets = load_presets()
-    if preset_name not in presets:
-        raise WorkspaceError(f"unknown preset {preset_name!r}: choose one of {', '.join(presets)}")
-    preset = presets[preset_name]
-    (path / "autoresearch.toml").write_text(render_llm_config(preset, dataset, budget_seconds))
-    train = path / "train.py"
-    train.write_text(set_knob_ranges(set_hyperparameters(train.read_text(), preset.train), preset.knobs))
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Workspace) and other.root == self.root
 
+    def __hash__(self) -> int:
+        return hash(self.root)
 
-def detect_preset() -> str:
-    """The preset that fits the hardware found: h100 for 80 GB Hopper-class GPUs, gpu, mps, else cpu."""
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return "h100" if props.total_memory >= 70 * 2**30 else "gpu"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    # -- layout ----------------------------------------------------------------------------------
+    @property
+    def ledger_path(self) -> Path:
+        return self.state / "ledger.sqlite"
 
+    @property
+    def stop_file(self) -> Path:
+        return self.state / "stop"
 
-def find_workspace(start: Path) -> Path:
-    """The workspace containing `start` (the nearest directory with an autoresearch.toml)."""
-    start = Path(start).resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / "autoresearch.toml").exists():
-            return candidate
-    raise WorkspaceError(f"{start} is not inside an autoresearch workspace: run `autoresearch init DIR` first, or pass -C DIR")
+    @property
+    def data_link(self) -> Path:
+        return self.state / "data"
 
+    @property
+    def slots_dir(self) -> Path:
+        return self.state / "slots"
 
-def link_data(workspace: Path, data_dir: Path) -> Path:
-    """Point the workspace's `.autoresearch/data` at a prepared data directory in the cache."""
-    link = workspace / ".autoresearch" / "data"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.is_file():
-        link.unlink()
-    elif link.is_dir():
-        shutil.rmtree(link)
-    link.symlink_to(data_dir, target_is_directory=True)
-    return link
+    @property
+    def cache_dir(self) -> Path:
+        return self.state / "cache"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.state / "report"
+
+    @property
+    def mlruns_dir(self) -> Path:
+        return self.state / "mlruns"
+
+    @property
+    def empty_file(self) -> Path:
+        """What private files look like to training (an empty file; a device node would not open)."""
+        return self.state / "empty"
+
+    def run_dir(self, exp_id: int) -> Path:
+        return self.state / "runs" / f"{exp_id:05d}"
+
+    def run_paths(self, exp_id: int, run: int = 1) -> RunPaths:
+        return RunPaths(self.run_dir(exp_id) / ("run.log" if run == 1 else f"run{run}.log"))
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))
+
+    def data_dir(self) -> Path | None:
+        """The prepared data (the link `autoresearch prepare` made), or None."""
+        return self.data_link if self.data_link.exists() else None
+
+    def link_data(self, data_dir: Path) -> Path:
+        """Point the data link at a prepared data directory in the cache."""
+        link = self.data_link
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        link.symlink_to(data_dir, target_is_directory=True)
+        return link
+
+    def task(self) -> Task:
+        return load_task(self.root)
+
+    def program(self, task: Task) -> str:
+        path = self.root / task.program
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def has_ledger(self) -> bool:
+        return self.ledger_path.exists()
+
+    def open_ledger(self, readonly: bool = False):
+        from autoresearch.store.ledger import Ledger
+
+        return Ledger(self.ledger_path, readonly=readonly)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One study or `exp` at a time per workspace: a second one gets a clear error, not a race."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise WorkspaceError(f"another experiment is running in {self.root} ({holder}); "
+                                     "wait for it or stop it") from None
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()}")
+            lock.flush()
+            yield
+
+    # -- git moves of candidates -------------------------------------------------------------------
+    def branch(self) -> str:
+        return gitops.current_branch(self.root)
+
+    def head(self) -> str:
+        return gitops.head(self.root)
+
+    def branch_commit(self, branch: str) -> str:
+        return gitops.git(self.root, "rev-parse", f"refs/heads/{branch}")
+
+    def files_at(self, commit: str, paths: list[str]) -> dict[str, str]:
+        """The text of `paths` at `commit` ("" for a file it does not have)."""
+        return {p: (gitops.file_at(self.root, commit, p) or b"").decode() for p in paths}
+
+    def changed(self, paths: list[str]) -> list[str]:
+        """Which of `paths` differ from HEAD in the working tree."""
+        return gitops.changed_paths(self.root, paths)
+
+    def commit_working_tree(self, paths: list[str], message: str, allow_empty: bool = False) -> str:
+        """Commit the working tree's `paths` on the current branch (`autoresearch exp`)."""
+        return gitops.commit_paths(self.root, paths, message, allow_empty=allow_empty)
+
+    def commit_candidate(self, parent: str, files: dict[str, str], message: str) -> str:
+        """A commit of `files` on top of `parent`; the working tree, the index and the branch stay put."""
+        return gitops.commit_files(self.root, parent, files, message)
+
+    def move_branch(self, branch: str, commit: str) -> None:
+        gitops.move_branch(self.root, branch, commit)
+
+    def reset_branch(self, commit: str) -> None:
+        gitops.reset_branch(self.root, commit)
+
+    def save_attempt(self, exp_id: int, commit: str) -> str:
+        """Keep an attempt's commit reachable under refs/autoresearch/attempts/NNNNN."""
+        return gitops.save_attempt_ref(self.root, f"{exp_id:05d}", commit)
+
+    def diff(self, parent: str, commit: str) -> str:
+        return gitops.diff(self.root, parent, commit) if commit != parent else ""

@@ -1,0 +1,162 @@
+"""Proposers backed by a chat model.
+
+- `LLMProposer`: any chat model answering with SEARCH/REPLACE blocks; bad answers go back to the
+  model with the exact error, a bounded number of times; it can also fix a crash.
+- `KnobProposer`: small models under constrained decoding (a JSON schema that only allows knob
+  changes); the ranges they ignore are checked here.
+
+Each returns a `Draft` with the record of how it was made (prompt, response, tokens, cost,
+latency, error), which the study stores in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+
+from autoresearch.propose.base import Draft, Snapshot
+from autoresearch.propose.context import build_user_message, prompt_template, template_values
+from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, parse_answer
+from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
+from autoresearch.propose.models import ChatModel, ModelError
+from autoresearch.propose.search import NOT_SEARCHED
+from autoresearch.store.ledger import Experiment
+
+
+class LLMProposer:
+    """Any chat model answering with SEARCH/REPLACE blocks; bad answers go back to it with the exact error."""
+
+    def __init__(self, model: ChatModel, max_edit_retries: int = 2, context_tokens: int = 24000,
+                 name: str | None = None):
+        self.model = model
+        self.name = name or "llm"
+        self.max_edit_retries = max_edit_retries
+        self.context_tokens = context_tokens
+
+    def propose(self, snapshot: Snapshot) -> Draft:
+        return self._converse(snapshot, build_user_message(snapshot, self.context_tokens))
+
+    def fix(self, snapshot: Snapshot, crashed: Experiment, log_tail: str) -> Draft | None:
+        values = dict(template_values(snapshot.task), description=crashed.description, diff=crashed.diff[-6000:],
+                      log_tail=log_tail[-4000:])
+        extra = "# The crash\n" + prompt_template("fix.md").substitute(values)
+        draft = self._converse(snapshot, build_user_message(snapshot, self.context_tokens, extra=extra))
+        if draft.proposal is None and "give up" in draft.response.lower():
+            return None
+        return draft
+
+    def _converse(self, snapshot: Snapshot, user: str) -> Draft:
+        system = prompt_template("system.md").substitute(template_values(snapshot.task))
+        messages = [{"role": "user", "content": user}]
+        draft = Draft(None, self.name, model=self.model.name, prompt=system + "\n\n" + user)
+        for attempt in range(1, self.max_edit_retries + 2):
+            draft.attempts = attempt
+            try:
+                completion = self.model.complete(system, messages)
+            except ModelError as exc:
+                draft.error, draft.fatal = str(exc), exc.permanent
+                return draft
+            _account(draft, completion)
+            try:
+                proposal = parse_answer(completion.text, snapshot.main_file)
+                if proposal.description.lower() == "give up":
+                    raise EditError("gave up")
+                apply_to_texts(snapshot.files, proposal.edits, snapshot.task.editable)
+            except EditError as exc:
+                draft.error = str(exc)
+                if str(exc) == "gave up":
+                    return draft
+                messages += [{"role": "assistant", "content": completion.text},
+                             {"role": "user", "content": f"That answer could not be applied: {exc}. "
+                                                         "Answer again, in the required format."}]
+                continue
+            draft.proposal, draft.error = proposal, ""
+            return draft
+        return draft
+
+
+class KnobProposer:
+    """For small local models: constrained decoding to knob changes only, ranges checked here."""
+
+    def __init__(self, model: ChatModel, max_edit_retries: int = 2, name: str | None = None):
+        self.model = model
+        self.name = name or "knobs-llm"
+        self.max_edit_retries = max_edit_retries
+
+    def propose(self, snapshot: Snapshot) -> Draft:
+        path = snapshot.main_file
+        try:
+            knobs = {k.name: k for k in parse_knobs(snapshot.files.get(path, "")) if k.name not in NOT_SEARCHED}
+        except KnobError as exc:
+            return Draft(None, self.name, error=str(exc), attempts=1, fatal=True)
+        if not knobs:
+            return Draft(None, self.name, attempts=1, fatal=True,
+                         error=f"{path} declares no knobs: a small local model can only change knobs")
+        schema = knob_schema(list(knobs))
+        system = prompt_template("knob_system.md").substitute(template_values(snapshot.task))
+        lines = [f"{k.name} = {k.current!r}  ({_range_text(k)})" for k in knobs.values()]
+        recent = [f"{e.status} {e.metric if e.metric is not None else '-'}: {e.description}" for e in snapshot.history[-12:]]
+        user = "Knobs now:\n" + "\n".join(lines) + "\n\nRecent experiments:\n" + ("\n".join(recent) or "none")
+        messages = [{"role": "user", "content": user}]
+        draft = Draft(None, self.name, model=self.model.name, prompt=system + "\n\n" + user)
+        for attempt in range(1, self.max_edit_retries + 2):
+            draft.attempts = attempt
+            try:
+                completion = self.model.complete(system, messages, json_schema=schema)
+            except ModelError as exc:
+                draft.error, draft.fatal = str(exc), exc.permanent
+                return draft
+            _account(draft, completion)
+            try:
+                answer = json.loads(completion.text)
+                edits, notes = [], []
+                changes = {c["knob"]: c["value"] for c in answer["changes"]}  # one change per knob: the last
+                for name, value in changes.items():
+                    knob = knobs[name]
+                    value = knob.check(value)
+                    value = float(f"{value:.4g}") if isinstance(value, float) else value  # readable diffs
+                    edits.append(knob_edit(path, knob, value))
+                    notes.append(f"{knob.name} {knob.current!r} -> {value!r}")
+                apply_to_texts(snapshot.files, edits, snapshot.task.editable)
+            except (ValueError, KeyError, TypeError, KnobError, EditError) as exc:
+                draft.error = f"{type(exc).__name__}: {exc}"
+                messages += [{"role": "assistant", "content": completion.text},
+                             {"role": "user", "content": f"Invalid: {draft.error}. Answer again with valid JSON."}]
+                continue
+            description = "; ".join(notes)  # what really changes, whatever the model called it
+            draft.proposal = Proposal(description, str(answer.get("reasoning", ""))[:500], edits)
+            draft.error = ""
+            return draft
+        return draft
+
+    def fix(self, snapshot: Snapshot, crashed: Experiment, log_tail: str) -> Draft | None:
+        return None
+
+
+def knob_schema(names: list[str]) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "description": {"type": "string", "maxLength": 200},  # caps stop a small model rambling
+            "reasoning": {"type": "string", "maxLength": 400},
+            "changes": {"type": "array", "minItems": 1, "maxItems": 2, "items": {
+                "type": "object",
+                "properties": {"knob": {"type": "string", "enum": names}, "value": {"type": ["number", "string"]}},
+                "required": ["knob", "value"]}},
+        },
+        "required": ["description", "changes"],
+    }
+
+
+def _range_text(knob) -> str:
+    if knob.kind == "choice":
+        return "one of " + "|".join(map(str, knob.choices))
+    return f"{knob.kind} {knob.low:g}..{knob.high:g}" + (f" {knob.scale}" if knob.scale != "linear" else "")
+
+
+def _account(draft: Draft, completion) -> None:
+    draft.response = completion.text
+    draft.tokens_in += completion.tokens_in
+    draft.tokens_out += completion.tokens_out
+    draft.latency_s += completion.latency_s
+    if completion.cost_usd is not None:
+        draft.cost_usd = (draft.cost_usd or 0.0) + completion.cost_usd

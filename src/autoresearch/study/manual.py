@@ -1,0 +1,56 @@
+"""One experiment run by hand (`autoresearch exp`, the MCP tool `run_experiment`).
+
+The edit is whatever the working tree holds: an outside agent (Claude Code, Codex, a person)
+changed the editable files. It is committed on the branch, run and judged by the same machinery
+as a study's candidates (one local slot), and the branch moves back unless it is kept.
+"""
+
+from __future__ import annotations
+
+from autoresearch.core.errors import UserError
+from autoresearch.core.events import EventBus
+from autoresearch.core.results import ExperimentResult
+from autoresearch.core.status import Status
+from autoresearch.core.task import Task
+from autoresearch.execute.local import LocalExecutor, plan_slots
+from autoresearch.store.workspace import Workspace
+from autoresearch.study.recovery import recover_interrupted
+from autoresearch.study.study import Study
+
+
+class ExperimentError(UserError):
+    """The experiment could not start; the message is one line that says what to do."""
+
+
+def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool = False, task: Task | None = None,
+                   bus: EventBus | None = None, proposal_id: int | None = None) -> ExperimentResult:
+    ws = Workspace.of(workspace)
+    task = task or ws.task()
+    description = " ".join(description.split())
+    if not description:
+        raise ExperimentError("an experiment needs a description: autoresearch exp -m \"what changed\"")
+    with ws.lock(), ws.open_ledger() as ledger:
+        recover_interrupted(ws, ledger)
+        touched = ws.changed(task.frozen)
+        if touched:
+            raise ExperimentError(f"frozen file changed: {', '.join(touched)}; "
+                                  f"restore it with `git checkout -- {' '.join(touched)}`")
+        branch, parent = ws.branch(), ws.head()
+        incumbent = ledger.incumbent(branch)
+        changed = ws.changed(task.editable)
+        if not changed and incumbent is not None and not allow_empty:
+            raise ExperimentError(f"nothing changed in {', '.join(task.editable)} since the last experiment: "
+                                  "edit it first, or pass --allow-empty to rerun the same code")
+        exp_id = ledger.start(branch, parent, description, proposal_id)
+        if changed or incumbent is not None:
+            commit = ws.commit_working_tree(task.editable, description, allow_empty=not changed)
+        else:
+            commit = parent  # the baseline runs the code as the workspace was made
+        study = Study(ws, [], LocalExecutor(ws, task, plan_slots(1)), bus=bus, ledger=ledger, task=task)
+        try:
+            result = study.evaluate(exp_id, commit, parent, description, against=incumbent)
+        finally:
+            study.executor.close()
+        if result.status != Status.KEEP and commit != parent:
+            ws.reset_branch(parent)
+        return result

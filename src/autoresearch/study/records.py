@@ -1,0 +1,107 @@
+"""Records: one candidate from its registration to its recorded decision.
+
+register (its commit kept reachable by an attempt ref, its diff, what it is judged against) ->
+weigh each run as it comes in (recorded, then judged with all its runs so far) -> close with the
+decision (ledger and results.tsv). Each step is recorded before the next one starts, so a harness
+killed at any moment leaves a state that `recovery.recover_interrupted` puts right.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from dataclasses import dataclass, field
+
+from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.core.results import ExperimentResult
+from autoresearch.core.status import Status
+from autoresearch.core.task import Task
+from autoresearch.run.trial import TrialResult
+from autoresearch.store.ledger import Experiment, Ledger, write_results_tsv
+from autoresearch.store.workspace import RunPaths, Workspace
+
+
+@dataclass
+class Candidate:
+    """An experiment while its runs come in."""
+    exp_id: int
+    commit: str
+    parent: str  # the commit it was made on
+    description: str
+    diff: str
+    against: Experiment | None  # the incumbent it is judged against (None for a baseline)
+    incumbent_runs: list[float]  # that incumbent's runs
+    proposer: str = ""
+    values: list[float] = field(default_factory=list)  # its valid metrics so far
+    runs: int = 0
+    wall: float = 0.0
+    evidence: Evidence | None = None
+    last: TrialResult | None = None
+    slot: str = ""
+
+    def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
+        self.change = classify_change(self.diff)
+        self.lines_added, self.lines_removed = change_size(self.diff)
+
+
+def register(ws: Workspace, ledger: Ledger, exp_id: int, commit: str, parent: str, description: str,
+             against: Experiment | None) -> Candidate:
+    """Record the candidate's commit (kept reachable by an attempt ref) and what it is judged against."""
+    ref = ws.save_attempt(exp_id, commit)
+    diff = ws.diff(parent, commit)
+    ledger.set_commit(exp_id, commit, diff, ref)
+    incumbent_runs = (ledger.run_metrics(against.id) or [against.metric]) if against else []
+    ws.run_dir(exp_id).mkdir(parents=True, exist_ok=True)
+    ledger.set_log_path(exp_id, ws.relative(ws.run_paths(exp_id).log))
+    row = ledger.get(exp_id)
+    return Candidate(exp_id, commit, parent, description, diff, against, incumbent_runs,
+                     proposer=row.proposer if row else "")
+
+
+def next_run(ws: Workspace, candidate: Candidate) -> RunPaths:
+    return ws.run_paths(candidate.exp_id, candidate.runs + 1)
+
+
+def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> Decision:
+    """Record one run of the candidate and judge all its runs so far (keep, discard, crash or rerun)."""
+    ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
+    run = trial.run
+    candidate.runs += 1
+    candidate.wall += trial.wall_seconds
+    candidate.last = trial
+    ledger.add_run(candidate.exp_id, candidate.runs, metric=trial.metric, metrics=trial.summary,
+                   exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=run.wall_seconds,
+                   log_path=ws.relative(run.log_path))
+    if trial.metric is not None and not trial.failure:
+        candidate.values.append(trial.metric)
+    sigma, dof = pooled_sigma(ledger.run_groups())
+    memory = trial.summary.get("peak_vram_mb", 0.0)
+    candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, candidate.change,
+                                  memory / 1024 if isinstance(memory, float) else 0.0, candidate.lines_added,
+                                  candidate.lines_removed)
+    return judge(task, candidate.evidence, trial.failure)
+
+
+def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decision) -> ExperimentResult:
+    """Record the decision; results.tsv follows."""
+    for handoff in ws.run_dir(candidate.exp_id).glob("*.handoff"):  # models are large: keep a kept one's first only
+        if decision.status != Status.KEEP or handoff.name != ws.run_paths(candidate.exp_id).handoff.name:
+            shutil.rmtree(handoff, ignore_errors=True)
+    trial, evidence = candidate.last, candidate.evidence
+    mean = statistics.fmean(candidate.values) if candidate.values else None
+    summary = dict(trial.summary)
+    summary.update(harness_wall_seconds=round(candidate.wall, 1), runs=candidate.runs, run_metrics=candidate.values,
+                   sigma=evidence.sigma, margin=decision.margin, change=evidence.change,
+                   lines_added=evidence.lines_added, lines_removed=evidence.lines_removed, provenance=trial.provenance)
+    if trial.invalid:
+        summary["invalid"] = trial.failure
+    incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
+    ledger.finish(candidate.exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
+                  reason=decision.reason, exit_code=trial.run.exit_code, timed_out=trial.run.timed_out,
+                  wall_seconds=candidate.wall)
+    write_results_tsv(ws.root / "results.tsv", ledger.experiments())
+    return ExperimentResult(id=candidate.exp_id, status=Status(decision.status), metric=mean,
+                            incumbent=incumbent_metric, reason=decision.reason, commit=candidate.commit,
+                            parent=candidate.parent, description=candidate.description, metrics=summary,
+                            wall_seconds=candidate.wall, log_path=ws.run_paths(candidate.exp_id).log,
+                            runs=candidate.runs, slot=candidate.slot, proposer=candidate.proposer)

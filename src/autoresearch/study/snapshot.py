@@ -1,0 +1,46 @@
+"""Snapshots: what a study shows its proposers, read from git and the ledger once and cached.
+
+Frozen files never change during a study, so what they offer is read once; the files and knob
+values of a commit never change either, so each commit is read once.
+"""
+
+from __future__ import annotations
+
+from autoresearch.core.task import Task
+from autoresearch.propose.base import Snapshot
+from autoresearch.propose.context import frozen_api
+from autoresearch.propose.knobs import KnobError, parse_knobs
+from autoresearch.store.ledger import Experiment
+from autoresearch.store.workspace import Workspace
+
+
+class Snapshots:
+    def __init__(self, ws: Workspace, task: Task):
+        self.ws, self.task = ws, task
+        self.frozen_api = {name: frozen_api((ws.root / name).read_text(errors="replace"))
+                           for name in task.frozen if name.endswith(".py") and (ws.root / name).is_file()}
+        self._files: dict[str, dict[str, str]] = {}
+        self._knobs: dict[str, dict] = {}
+
+    def files_at(self, commit: str) -> dict[str, str]:
+        if commit not in self._files:
+            self._files[commit] = self.ws.files_at(commit, self.task.editable)
+        return self._files[commit]
+
+    def knob_values(self, commit: str) -> dict:
+        """The knob values the main editable file declares at `commit` ({} if it cannot be read)."""
+        if commit not in self._knobs:
+            try:
+                knobs = parse_knobs(self.files_at(commit).get(self.task.editable[0], ""))
+                self._knobs[commit] = {k.name: k.current for k in knobs}
+            except KnobError:
+                self._knobs[commit] = {}
+        return self._knobs[commit]
+
+    def take(self, parent: str, history: list[Experiment], in_flight: list[str] = (), notes: list[str] = (),
+             files: dict[str, str] | None = None) -> Snapshot:
+        """A snapshot to propose on top of `parent` (or to fix `files`, a crashed candidate's)."""
+        knobs = {e.commit: self.knob_values(e.commit) for e in history if e.commit}
+        return Snapshot(task=self.task, program=self.ws.program(self.task), files=files or self.files_at(parent),
+                        parent=parent, frozen_api=self.frozen_api, history=list(history), knob_values=knobs,
+                        in_flight=list(in_flight), notes=list(notes))

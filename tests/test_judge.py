@@ -122,20 +122,22 @@ def test_pooled_sigma():
 
 
 def test_seed_and_comment_only_runs_refine_the_noise(tmp_path):
-    from autoresearch.store.ledger import Ledger
+    from autoresearch.store.ledger import Ledger, Outcome, RunRecord
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
     base = ledger.start("b", "c0", "baseline")
     ledger.set_commit(base, "c0", "", "ref")
     for n, value in enumerate([1.0, 1.02], start=1):
-        ledger.add_run(base, n, metric=value, metrics={}, exit_code=0, timed_out=False, wall_seconds=1, log_path="")
-    ledger.finish(base, status="keep", metric=1.01, incumbent=None, metrics={"change": ""}, reason="", exit_code=0,
-                  timed_out=False, wall_seconds=2)
+        ledger.add_run(base, n, RunRecord(metric=value, metrics={}, exit_code=0, timed_out=False, wall_seconds=1,
+                                          log_path=""))
+    ledger.finish(base, Outcome(status="keep", metric=1.01, incumbent=None, metrics={"change": ""}, reason="",
+                                exit_code=0, timed_out=False, wall_seconds=2))
     for change, value in (("comments-only", 0.99), ("", 0.5), ("seed-only", 1.03)):
         exp = ledger.start("b", "c0", change or "a real change")
         ledger.set_commit(exp, f"c-{change}", "diff", "ref")
-        ledger.add_run(exp, 1, metric=value, metrics={}, exit_code=0, timed_out=False, wall_seconds=1, log_path="")
-        ledger.finish(exp, status="discard", metric=value, incumbent=1.01, metrics={"change": change}, reason="",
-                      exit_code=0, timed_out=False, wall_seconds=1)
+        ledger.add_run(exp, 1, RunRecord(metric=value, metrics={}, exit_code=0, timed_out=False, wall_seconds=1,
+                                         log_path=""))
+        ledger.finish(exp, Outcome(status="discard", metric=value, incumbent=1.01, metrics={"change": change},
+                                   reason="", exit_code=0, timed_out=False, wall_seconds=1))
     assert ledger.run_groups() == [[1.0, 1.02, 0.99, 1.03]]  # the real change (0.5) is not noise
     ledger.close()

@@ -13,8 +13,6 @@ renamed to ``<dest>``. So "``<dest>`` exists" means "complete", and a
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import errno
 import http.client
 import os
@@ -26,8 +24,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from autoresearch.core.errors import UserError
 
 __all__ = ["DownloadError", "download_files", "part_path"]
 
@@ -94,11 +95,9 @@ def download_files(
     if not unique_jobs:
         return destinations
 
-    report = _serialised(progress)
-    stop = threading.Event()
-    fetch = lambda job: _download_one(  # noqa: E731 - a closure keeps the call site short
-        job[0], job[1], retries=retries, timeout=timeout, backoff=backoff, report=report, stop=stop
-    )
+    policy = _Policy(retries, timeout, backoff, _serialised(progress), threading.Event())
+    stop = policy.stop
+    fetch = lambda job: _download_one(job[0], job[1], policy)  # noqa: E731 - a closure keeps the call site short
     pool = ThreadPoolExecutor(max_workers=min(workers, len(unique_jobs)), thread_name_prefix="download")
     try:
         futures = [pool.submit(fetch, job) for job in unique_jobs]
@@ -137,10 +136,19 @@ def _serialised(progress: Progress | None) -> Progress:
     return report
 
 
-def _download_one(
-    url: str, dest: Path, *, retries: int, timeout: float, backoff: float, report: Progress, stop: threading.Event
-) -> Path:
+@dataclass(frozen=True)
+class _Policy:
+    """How every file of one `download_files` call is fetched."""
+    retries: int
+    timeout: float
+    backoff: float
+    report: Progress
+    stop: threading.Event  # set after a failure or Ctrl-C: in-flight files stop at the next chunk
+
+
+def _download_one(url: str, dest: Path, policy: _Policy) -> Path:
     """Fetch one file with retries; return `dest` or raise DownloadError."""
+    retries, timeout, backoff, report, stop = policy.retries, policy.timeout, policy.backoff, policy.report, policy.stop
     if urlsplit(url).scheme not in ("http", "https"):
         raise _Fatal(
             f"bad URL {url!r} for {dest.name}: it must start with http:// or https://; check the base-URL setting"

@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.core.errors import first_line
@@ -33,23 +34,30 @@ def _ray():
     return ray
 
 
+@dataclass(frozen=True)
+class RunResources:
+    """What each run asks Ray for: one GPU where the cluster has GPUs, else some CPU cores."""
+    gpus_per_run: float | None = None  # None: 1 on a cluster with GPUs, else 0
+    cpus_per_run: float = 1.0  # on a CPU-only cluster
+
+
 class RayExecutor:
     def __init__(self, workspace: Workspace, task: Task, address: str | None = "auto", slots: int | None = None,
-                 gpus_per_run: float | None = None, cpus_per_run: float = 1.0, init_kwargs: dict | None = None):
+                 resources: RunResources = RunResources()):
         ray = _ray()
         self.ray, self.workspace, self.task = ray, Workspace.of(workspace), task
         if not ray.is_initialized():
             try:
-                ray.init(address=address, log_to_driver=False, **(init_kwargs or {}))
+                ray.init(address=address, log_to_driver=False)
             except ConnectionError as exc:
                 raise ExecutorError(f"no Ray cluster at {address!r} ({exc}); start one with `ray start --head`") from None
-        resources = ray.cluster_resources()
-        gpus = resources.get("GPU", 0)
-        self.gpus_per_run = gpus_per_run if gpus_per_run is not None else (1.0 if gpus else 0.0)
-        per_run = self.gpus_per_run or cpus_per_run
-        available = int((gpus if self.gpus_per_run else resources.get("CPU", 1)) // per_run) or 1
+        cluster = ray.cluster_resources()
+        gpus = cluster.get("GPU", 0)
+        self.gpus_per_run = resources.gpus_per_run if resources.gpus_per_run is not None else (1.0 if gpus else 0.0)
+        per_run = self.gpus_per_run or resources.cpus_per_run
+        available = int((gpus if self.gpus_per_run else cluster.get("CPU", 1)) // per_run) or 1
         self.capacity = min(slots, available) if slots else available
-        self.cpus_per_run = 0.0 if self.gpus_per_run else cpus_per_run
+        self.cpus_per_run = 0.0 if self.gpus_per_run else resources.cpus_per_run
         data = self.workspace.data_dir()
         self.data_dir = str(data.resolve()) if data is not None else ""
         self._remote = ray.remote(_run_on_worker).options(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run,
@@ -62,8 +70,8 @@ class RayExecutor:
             self._bundles[job.commit] = self.ray.put(_bundle(self.workspace, job.commit))
             while len(self._bundles) > 2 * self.capacity:
                 del self._bundles[next(iter(self._bundles))]  # the oldest
-        ref = self._remote.remote(self._bundles[job.commit], job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run,
-                                  secrets.token_hex(8))
+        work = WorkerJob(job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run, secrets.token_hex(8))
+        ref = self._remote.remote(self._bundles[job.commit], work)
         self._pending[ref] = job
 
     def next_result(self, timeout: float | None = None) -> JobResult | None:
@@ -102,15 +110,27 @@ def _bundle(workspace: Workspace, commit: str) -> bytes:
         return Path(f"{tmp}/code.bundle").read_bytes()
 
 
-def _run_on_worker(bundle: bytes, commit: str, data_dir: str, log_name: str, exp_id: int, run: int, token: str) -> dict:
+@dataclass(frozen=True)
+class WorkerJob:
+    """One run, as a Ray worker receives it (with the code's bundle beside it)."""
+    commit: str
+    data_dir: str  # the prepared data on the head node (the same path on every node)
+    log_name: str
+    exp_id: int
+    run: int
+    token: str  # tells this job's attempts apart on a node
+
+
+def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
     """On a Ray worker: unpack the code, run one trial, return the result and the log."""
+    commit, data_dir, log_name, exp_id, run = work.commit, work.data_dir, work.log_name, work.exp_id, work.run
     import platform
 
     from autoresearch.run.process import RUN_MARKER
     from autoresearch.run.trial import RunSpec, run_trial
     from autoresearch.store.workspace import RunPaths
 
-    attempt = _attempt_number(token)
+    attempt = _attempt_number(work.token)
     with tempfile.TemporaryDirectory(prefix="autoresearch-") as tmp:
         ws, bundle_path = Path(tmp) / "ws", Path(tmp) / "code.bundle"
         bundle_path.write_bytes(bundle)

@@ -108,10 +108,15 @@ class TaskInfo(TypedDict):
 
 
 def build_server(workspace: Path) -> MCPServer:
-    ws = Workspace.of(workspace)
-    workspace = ws.root
+    workspace = Workspace.of(workspace).root
     server = MCPServer("autoresearch", instructions=INSTRUCTIONS, version=__version__)
+    _add_experiment_tool(server, workspace)
+    _add_reading_tools(server, workspace)
+    _add_task_tool(server, workspace)
+    return server
 
+
+def _add_experiment_tool(server: MCPServer, workspace: Path) -> None:
     @server.tool(annotations=RUNS)
     def run_experiment(description: Annotated[str, Field(description="one line: what this experiment changes")],
                        allow_empty: bool = False) -> RunOutcome:
@@ -135,6 +140,8 @@ def build_server(workspace: Path) -> MCPServer:
                           reason=result.reason, commit=result.commit, wall_seconds=round(result.wall_seconds, 2),
                           log_tail=read_log_tail(result.log_path, tail))
 
+
+def _add_reading_tools(server: MCPServer, workspace: Path) -> None:
     @server.tool(annotations=READ_ONLY)
     def history(limit: Annotated[int, Field(ge=1, description="how many of the latest experiments")] = 50) -> History:
         """The experiments on the current research branch, oldest first and newest last.
@@ -185,6 +192,8 @@ def build_server(workspace: Path) -> MCPServer:
             raise ToolError(f"experiment {exp.id} has no log: it stopped before training started")
         return read_log_tail(workspace / exp.log_path, lines) or f"experiment {exp.id}'s log is empty or missing"
 
+
+def _add_task_tool(server: MCPServer, workspace: Path) -> None:
     @server.tool(annotations=READ_ONLY)
     def task() -> TaskInfo:
         """The task's settings and instructions: the metric and its direction (minimize or
@@ -198,8 +207,6 @@ def build_server(workspace: Path) -> MCPServer:
                                           timeout=settings.budget.timeout),
                         command=settings.command, editable=settings.editable, frozen=settings.frozen,
                         program=program.read_text(errors="replace") if program.is_file() else "")
-
-    return server
 
 
 @contextmanager

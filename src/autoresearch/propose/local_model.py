@@ -53,6 +53,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    n_ctx: int = 2048
+    n_threads: int | None = None  # None: every core this process may use
+    chat_format: str = "gemma"
+    alias: str = MODEL_ALIAS
+    log_path: str | os.PathLike | None = None  # default: a temporary file
+    startup_timeout: float = 120.0
+    warmup: bool = True  # one short generation at start, so a broken build fails here, clearly
+    extra_args: Sequence[str] = ()
+
+
 class LocalModelServer:
     """`python -m llama_cpp.server` on 127.0.0.1 in its own process group, as a context manager.
 
@@ -195,21 +208,21 @@ class LocalModelServer:
     server requires, so other local users cannot use it) are what an OpenAI client needs.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, n_ctx: int = 2048,
-                 n_threads: int | None = None, chat_format: str = "gemma", alias: str = MODEL_ALIAS,
-                 log_path: str | os.PathLike | None = None, startup_timeout: float = 120.0,
-                 warmup: bool = True, extra_args: Sequence[str] = ()):
+    def __init__(self, model_path: str | os.PathLike | None = None, **settings):
+        """`settings`: ServerSettings' fields (n_ctx, n_threads, chat_format, alias, log_path,
+        startup_timeout, warmup, extra_args)."""
+        options = ServerSettings(**settings)
         self.model_path = Path(model_path) if model_path is not None else None
-        self.n_ctx = n_ctx
-        if n_threads is None:  # llama_cpp.server's default is half the cores, for generation
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.n_threads = n_threads
-        self.chat_format = chat_format
-        self.alias = alias
-        self.log_path = Path(log_path) if log_path is not None else None
-        self.startup_timeout = startup_timeout
-        self.warmup = warmup
-        self.extra_args = list(extra_args)
+        self.n_ctx = options.n_ctx
+        # llama_cpp.server's default is half the cores, for generation; all of them serve one request faster
+        self.n_threads = options.n_threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                               else os.cpu_count() or 1)
+        self.chat_format = options.chat_format
+        self.alias = options.alias
+        self.log_path = Path(options.log_path) if options.log_path is not None else None
+        self.startup_timeout = options.startup_timeout
+        self.warmup = options.warmup
+        self.extra_args = list(options.extra_args)
         self.api_key = secrets.token_hex(16)
         self.port: int | None = None
         self.model: str = alias

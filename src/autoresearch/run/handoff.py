@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -92,15 +93,22 @@ def _moved(module, device):
         return module
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    trials: int = 4  # random cuts tried
+    tolerance: float = 1e-3  # relative change of the logits allowed (float rounding)
+
+
 @torch.no_grad()
 def causality_violation(forward, real: torch.Tensor, vocab_size: int, generator: torch.Generator,
-                        reference: torch.Tensor | None = None, trials: int = 4, tolerance: float = 1e-3) -> str:
+                        reference: torch.Tensor | None = None, **settings) -> str:
     """Changing tokens after position t (in the row, and every other row of the batch) must not
-    change the predictions at positions <= t. `reference` is forward(real) when already computed.
-    Returns "" if it holds, else what was seen."""
+    change the predictions at positions <= t. `reference` is forward(real) when already computed;
+    `settings` are ProbeSettings' (trials, tolerance). Returns "" if it holds, else what was seen."""
+    probe_settings = ProbeSettings(**settings)
     batch, length = real.shape
     reference = forward(real).float() if reference is None else reference.float()
-    for _ in range(trials):
+    for _ in range(probe_settings.trials):
         row = int(torch.randint(batch, (1,), generator=generator))
         cut = int(torch.randint(1, length - 1, (1,), generator=generator))
         probe = torch.randint(vocab_size, real.shape, generator=generator).to(real.device)
@@ -108,7 +116,7 @@ def causality_violation(forward, real: torch.Tensor, vocab_size: int, generator:
         logits = forward(probe).float()
         scale = max(1.0, reference[row, :cut + 1].abs().max().item())
         diff = (logits[row, :cut + 1] - reference[row, :cut + 1]).abs().max().item() / scale
-        if not diff <= tolerance:  # NaN counts as a violation
+        if not diff <= probe_settings.tolerance:  # NaN counts as a violation
             return (f"predictions up to position {cut} changed by {diff:.3g} (relative) when later tokens "
                     "changed: the model looks ahead")
     return ""

@@ -112,6 +112,30 @@ class Experiment:
         return mb / 1024 if isinstance(mb, (int, float)) and math.isfinite(mb) else 0.0
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of an experiment, as the runs table keeps it."""
+    metric: float | None
+    metrics: dict
+    exit_code: int | None
+    timed_out: bool
+    wall_seconds: float | None
+    log_path: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an experiment ended, as the experiments table keeps it."""
+    status: Status
+    metric: float | None
+    incumbent: float | None
+    metrics: dict
+    reason: str
+    exit_code: int | None = None
+    timed_out: bool = False
+    wall_seconds: float | None = None
+
+
 class LedgerError(RuntimeError):
     """A write to a ledger opened read-only, or a record that cannot be read."""
 
@@ -195,12 +219,12 @@ class Ledger:
             raise
         return int(cur.lastrowid)
 
-    def add_run(self, exp_id: int, n: int, *, metric: float | None, metrics: dict, exit_code: int | None,
-                timed_out: bool, wall_seconds: float, log_path: str) -> None:
+    def add_run(self, exp_id: int, n: int, run: RunRecord) -> None:
         self._write(
             "INSERT INTO runs (experiment_id, n, metric, metrics_json, exit_code, timed_out, wall_seconds, log_path,"
             " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (exp_id, n, metric, json.dumps(_finite(metrics)), exit_code, int(timed_out), wall_seconds, log_path, time.time()))
+            (exp_id, n, run.metric, json.dumps(_finite(run.metrics)), run.exit_code, int(run.timed_out),
+             run.wall_seconds, run.log_path, time.time()))
 
     def run_metrics(self, exp_id: int) -> list[float]:
         """The valid metric of every run of one experiment, in order."""
@@ -226,7 +250,7 @@ class Ledger:
         return [g for g in groups.values() if len(g) >= 2]
 
     def add_proposal(self, record: dict) -> int:
-        record = {**record, "created_at": time.time()}
+        record = {"created_at": time.time(), **record}  # when it was asked for, if the caller knows
         names = ", ".join(record)
         cur = self._write(f"INSERT INTO proposals ({names}) VALUES ({', '.join('?' * len(record))})",
                               tuple(record.values()))
@@ -263,15 +287,14 @@ class Ledger:
     def set_log_path(self, exp_id: int, log_path: str) -> None:
         self._write("UPDATE experiments SET log_path = ? WHERE id = ?", (log_path, exp_id))
 
-    def finish(self, exp_id: int, *, status: str, metric: float | None, incumbent: float | None, metrics: dict,
-               reason: str, exit_code: int | None, timed_out: bool, wall_seconds: float | None) -> None:
-        if status not in FINISHED:
-            raise ValueError(f"status must be keep, discard or crash, not {status!r}")
+    def finish(self, exp_id: int, outcome: Outcome) -> None:
+        if outcome.status not in FINISHED:
+            raise ValueError(f"status must be keep, discard or crash, not {outcome.status!r}")
         self._write(
             "UPDATE experiments SET status = ?, metric = ?, incumbent = ?, metrics_json = ?, reason = ?, exit_code = ?,"
             " timed_out = ?, wall_seconds = ?, finished_at = ? WHERE id = ?",
-            (str(status), metric, incumbent, json.dumps(_finite(metrics)), reason, exit_code, int(timed_out),
-             wall_seconds, time.time(), exp_id))
+            (str(outcome.status), outcome.metric, outcome.incumbent, json.dumps(_finite(outcome.metrics)),
+             outcome.reason, outcome.exit_code, int(outcome.timed_out), outcome.wall_seconds, time.time(), exp_id))
 
     def get(self, exp_id: int) -> Experiment | None:
         row = self.db.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()

@@ -46,9 +46,9 @@ def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool 
             commit = ws.commit_working_tree(task.editable, description, allow_empty=not changed)
         else:
             commit = parent  # the baseline runs the code as the workspace was made
-        study = Study(ws, [], LocalExecutor(ws, task, plan_slots(1)), bus=bus, ledger=ledger, task=task)
+        study = Study(ws, [], LocalExecutor(ws, task, plan_slots(1)), bus=bus, ledger=ledger)
         try:
-            result = study.evaluate(exp_id, commit, parent, description, against=incumbent)
+            result = study.evaluate(exp_id, commit, against=incumbent)
         finally:
             study.executor.close()
         if result.status != Status.KEEP and commit != parent:

@@ -17,7 +17,7 @@ from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 from autoresearch.run.trial import TrialResult
-from autoresearch.store.ledger import Experiment, Ledger, write_results_tsv
+from autoresearch.store.ledger import Experiment, Ledger, Outcome, RunRecord, write_results_tsv
 from autoresearch.store.workspace import RunPaths, Workspace
 
 
@@ -44,18 +44,16 @@ class Candidate:
         self.lines_added, self.lines_removed = change_size(self.diff)
 
 
-def register(ws: Workspace, ledger: Ledger, exp_id: int, commit: str, parent: str, description: str,
-             against: Experiment | None) -> Candidate:
-    """Record the candidate's commit (kept reachable by an attempt ref) and what it is judged against."""
+def register(ws: Workspace, ledger: Ledger, exp_id: int, commit: str, against: Experiment | None) -> Candidate:
+    """Record the started experiment's commit (kept reachable by an attempt ref) and what it is judged against."""
+    row = ledger.get(exp_id)
     ref = ws.save_attempt(exp_id, commit)
-    diff = ws.diff(parent, commit)
+    diff = ws.diff(row.parent, commit)
     ledger.set_commit(exp_id, commit, diff, ref)
     incumbent_runs = (ledger.run_metrics(against.id) or [against.metric]) if against else []
     ws.run_dir(exp_id).mkdir(parents=True, exist_ok=True)
     ledger.set_log_path(exp_id, ws.relative(ws.run_paths(exp_id).log))
-    row = ledger.get(exp_id)
-    return Candidate(exp_id, commit, parent, description, diff, against, incumbent_runs,
-                     proposer=row.proposer if row else "")
+    return Candidate(exp_id, commit, row.parent, row.description, diff, against, incumbent_runs, proposer=row.proposer)
 
 
 def next_run(ws: Workspace, candidate: Candidate) -> RunPaths:
@@ -69,9 +67,8 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     candidate.runs += 1
     candidate.wall += trial.wall_seconds
     candidate.last = trial
-    ledger.add_run(candidate.exp_id, candidate.runs, metric=trial.metric, metrics=trial.summary,
-                   exit_code=run.exit_code, timed_out=run.timed_out, wall_seconds=run.wall_seconds,
-                   log_path=ws.relative(run.log_path))
+    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(trial.metric, trial.summary, run.exit_code, run.timed_out,
+                                                               run.wall_seconds, ws.relative(run.log_path)))
     if trial.metric is not None and not trial.failure:
         candidate.values.append(trial.metric)
     sigma, dof = pooled_sigma(ledger.run_groups())
@@ -96,9 +93,8 @@ def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decisio
     if trial.invalid:
         summary["invalid"] = trial.failure
     incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
-    ledger.finish(candidate.exp_id, status=decision.status, metric=mean, incumbent=incumbent_metric, metrics=summary,
-                  reason=decision.reason, exit_code=trial.run.exit_code, timed_out=trial.run.timed_out,
-                  wall_seconds=candidate.wall)
+    ledger.finish(candidate.exp_id, Outcome(decision.status, mean, incumbent_metric, summary, decision.reason,
+                                            trial.run.exit_code, trial.run.timed_out, candidate.wall))
     write_results_tsv(ws.root / "results.tsv", ledger.experiments())
     return ExperimentResult(id=candidate.exp_id, status=Status(decision.status), metric=mean,
                             incumbent=incumbent_metric, reason=decision.reason, commit=candidate.commit,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from autoresearch.core.status import Status
 from autoresearch.run.process import kill_recorded
 from autoresearch.store import gitops
-from autoresearch.store.ledger import Ledger, write_results_tsv
+from autoresearch.store.ledger import Ledger, Outcome, write_results_tsv
 from autoresearch.store.workspace import Workspace
 
 INTERRUPTED = "interrupted: the harness stopped during this experiment"
@@ -26,8 +26,7 @@ def recover_interrupted(ws: Workspace, ledger: Ledger) -> list[int]:
         if exp.commit and not exp.attempt_ref:  # killed between its commit and its attempt ref
             ws.save_attempt(exp.id, exp.commit)
         _move_branch_back(ws, exp)
-        ledger.finish(exp.id, status=Status.CRASH, metric=None, incumbent=None, metrics={}, reason=INTERRUPTED,
-                      exit_code=None, timed_out=False, wall_seconds=None)
+        ledger.finish(exp.id, Outcome(Status.CRASH, None, None, {}, INTERRUPTED))
         closed.append(exp.id)
     if closed:
         write_results_tsv(ws.root / "results.tsv", ledger.experiments())

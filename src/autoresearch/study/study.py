@@ -92,6 +92,7 @@ class _Request:
     explored: bool = False  # written on purpose from a kept commit other than the best
     pipelined: bool = False  # written while the previous candidates ran (the best may have moved since)
     fix: _Fix | None = None
+    asked_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class _Background:
 
     def __init__(self, fn: Callable[[], Draft], parent: str, proposer: str, explored: bool):
         self.parent, self.proposer, self.explored = parent, proposer, explored
+        self.asked_at = time.time()
         self.draft: Draft | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
@@ -123,14 +125,15 @@ class _Background:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        return _Request(self.draft, self.parent, self.proposer, explored=self.explored, pipelined=True)
+        return _Request(self.draft, self.parent, self.proposer, explored=self.explored, pipelined=True,
+                        asked_at=self.asked_at)
 
 
 class Study:
     def __init__(self, workspace: Workspace, proposers: list[Proposer], executor: Executor,
-                 options: StudyOptions | None = None, bus: EventBus | None = None, *, ledger=None, task=None):
+                 options: StudyOptions | None = None, bus: EventBus | None = None, ledger=None):
         self.ws = Workspace.of(workspace)
-        self.task = task or self.ws.task()
+        self.task = self.ws.task()
         self.proposers = {p.name: p for p in proposers}
         if len(self.proposers) != len(proposers):
             raise WorkspaceError("two proposers share a name: give each its own (e.g. openai:gpt-4.1, tpe)")
@@ -234,7 +237,7 @@ class Study:
         self.bus.publish(Note("running the baseline (the code as it is)"))
         head = self.ws.head()
         exp_id = self.ledger.start(self.branch, head, "baseline", commit=head)
-        result = self.evaluate(exp_id, head, head, "baseline", against=None)
+        result = self.evaluate(exp_id, head, against=None)
         self.started += self.baseline_counts
         if result.status != Status.KEEP:
             self.summary.stop_reason = f"the baseline crashed ({result.reason}); fix the task and run again"
@@ -242,10 +245,9 @@ class Study:
         self.tried.add(content_key(self.snapshots.files_at(head)))
         return True
 
-    def evaluate(self, exp_id: int, commit: str, parent: str, description: str,
-                 against: Experiment | None) -> ExperimentResult:
+    def evaluate(self, exp_id: int, commit: str, against: Experiment | None) -> ExperimentResult:
         """Run one registered experiment to its decision, alone (the baseline, or `autoresearch exp`)."""
-        candidate = register(self.ws, self.ledger, exp_id, commit, parent, description, against)
+        candidate = register(self.ws, self.ledger, exp_id, commit, against)
         self._submit(InFlight(candidate, None))
         while exp_id in self.flying:
             result = self.executor.next_result(timeout=self.options.poll_s)
@@ -309,7 +311,8 @@ class Study:
         name = self.bandit.choose(list(self.proposers), self.ledger.proposer_records(self.branch))
         parent, explored = self._choose_parent(best)
         snapshot = self.snapshots.take(parent, self.ledger.experiments(self.branch), self._in_flight())
-        return _Request(self.proposers[name].propose(snapshot), parent, name, explored=explored)
+        asked_at = time.time()
+        return _Request(self.proposers[name].propose(snapshot), parent, name, explored=explored, asked_at=asked_at)
 
     def _fix_request(self, fix: _Fix) -> _Request | None:
         proposer = self.proposers.get(fix.proposer)
@@ -355,7 +358,8 @@ class Study:
         if draft.ledger_id is None:
             status = ProposalStatus.PENDING if draft.proposal else ProposalStatus.FAILED
             draft.ledger_id = self.ledger.add_proposal({
-                **draft.record(), "proposer": request.proposer, "kind": request.kind, "branch": self.branch,
+                **draft.record(), "created_at": request.asked_at, "proposer": request.proposer, "kind": request.kind,
+                "branch": self.branch,
                 "parent": request.parent, "status": str(status),
                 "fix_of": request.fix.crashed.id if request.fix else None})
         return draft.ledger_id
@@ -406,7 +410,7 @@ class Study:
         commit = self.ws.commit_candidate(launch.parent, launch.files, launch.description)
         exp_id = self.ledger.start(self.branch, launch.parent, launch.description, launch.proposal_id,
                                    launch.proposer, commit=commit)
-        candidate = register(self.ws, self.ledger, exp_id, commit, launch.parent, launch.description, launch.against)
+        candidate = register(self.ws, self.ledger, exp_id, commit, launch.against)
         self.tried.add(content_key(launch.files))
         self._submit(InFlight(candidate, launch.proposal, launch.replay_of, launch.fix_attempt))
         self.started += 1
@@ -520,4 +524,4 @@ def run_study(workspace: Workspace, proposers: list[Proposer], options: StudyOpt
     ws = Workspace.of(workspace)
     task = ws.task()
     executor = executor or LocalExecutor(ws, task, plan_slots(1))
-    return Study(ws, proposers, executor, options, bus, task=task).run()
+    return Study(ws, proposers, executor, options, bus).run()

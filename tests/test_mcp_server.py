@@ -53,7 +53,14 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
     assert base["log_tail"].splitlines()[-1].startswith("causality:") and len(base["log_tail"].splitlines()) == 5
 
     set_line(ws / "train.py", "ORDER = ", "ORDER = 3")
-    better = await call(session, "run_experiment", description="order 3")
+    progress = []  # the run's progress lines reach the client as MCP progress notifications
+    set_line(ws / "train.py", "    main()", "    print('step 00001 ( 50.0%) | loss 2.5000 | tok/s 100', flush=True); main()")
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    better = await call(session, "run_experiment", progress_callback=on_progress, description="order 3")
+    assert progress == [(0.5, 1.0, "step 1, loss 2.5000")]
     assert better["status"] == "keep" and better["metric"] < base["metric"]
     assert better["incumbent"] == base["metric"]
 
@@ -90,9 +97,9 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
     assert best == {"id": 2, "commit": better["commit"][:7], "metric": better["metric"], "description": "order 3"}
 
 
-async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+async def call(session: ClientSession, tool: str, progress_callback=None, **arguments: Any) -> dict[str, Any]:
     """A tool's structured result; fails the test with the tool's message if it returned an error."""
-    result = await session.call_tool(tool, arguments)
+    result = await session.call_tool(tool, arguments, progress_callback=progress_callback)
     assert not result.is_error, f"{tool} failed: {_text(result)}"
     assert result.structured_content is not None
     return result.structured_content

@@ -13,13 +13,16 @@ log (the runner pipes the child's output, and the SDK points fd 1 at stderr whil
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -28,6 +31,7 @@ from typing_extensions import TypedDict  # pydantic needs this one below Python 
 from autoresearch import __version__
 from autoresearch.store import gitops
 from autoresearch.core.errors import UserError
+from autoresearch.core.events import EventBus, Progress
 from autoresearch.run.trial import log_tail as read_log_tail
 from autoresearch.study.manual import run_experiment as run_one
 from autoresearch.store.ledger import Experiment, Ledger
@@ -118,8 +122,8 @@ def build_server(workspace: Path) -> MCPServer:
 
 def _add_experiment_tool(server: MCPServer, workspace: Path) -> None:
     @server.tool(annotations=RUNS)
-    def run_experiment(description: Annotated[str, Field(description="one line: what this experiment changes")],
-                       allow_empty: bool = False) -> RunOutcome:
+    async def run_experiment(description: Annotated[str, Field(description="one line: what this experiment changes")],
+                             ctx: Context, allow_empty: bool = False) -> RunOutcome:
         """Run the current editable files (e.g. train.py) as one experiment and judge it.
 
         Edit the files first with your own tools. The harness commits them, runs the task's
@@ -131,14 +135,26 @@ def _add_experiment_tool(server: MCPServer, workspace: Path) -> None:
 
         Returns id, status (keep | discard | crash), metric, incumbent (the best before this
         run), reason, commit, wall_seconds and log_tail (the last 30 lines of the run's output
-        if it crashed, else the last 5).
+        if it crashed, else the last 5). While it trains, the share of the budget spent, the step
+        and the loss come as progress notifications to a client that asks for them.
         """
+        bus = EventBus(_progress_notifier(ctx, asyncio.get_running_loop()))  # never print: stdout is the wire
         with _harness_errors():
-            result = run_one(workspace, description, allow_empty=allow_empty)  # no on_line: stdout is the wire
+            result = await anyio.to_thread.run_sync(
+                lambda: run_one(workspace, description, allow_empty=allow_empty, bus=bus))
         tail = CRASH_TAIL_LINES if result.status == "crash" else OK_TAIL_LINES
         return RunOutcome(id=result.id, status=result.status, metric=result.metric, incumbent=result.incumbent,
                           reason=result.reason, commit=result.commit, wall_seconds=round(result.wall_seconds, 2),
                           log_tail=read_log_tail(result.log_path, tail))
+
+
+def _progress_notifier(ctx: Context, loop: asyncio.AbstractEventLoop):
+    """Training progress (from the run's own progress lines) as MCP progress notifications."""
+    def on_event(event) -> None:
+        if isinstance(event, Progress):  # published from the run's slot thread: hand it to the server's loop
+            message = f"step {event.step}, loss {event.loss:.4f}"
+            asyncio.run_coroutine_threadsafe(ctx.report_progress(min(event.fraction, 1.0), 1.0, message), loop)
+    return on_event
 
 
 def _add_reading_tools(server: MCPServer, workspace: Path) -> None:

@@ -42,10 +42,10 @@ def frozen_api(source: str) -> str:
         tree = ast.parse(source)
     except SyntaxError:
         return ""
-    lines = []
+    source_lines, lines = source.splitlines(), []
     for node in tree.body:
         if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
-            lines.append(ast.get_source_segment(source, node).splitlines()[0])
+            lines.append(source_lines[node.lineno - 1])
         elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
             doc = (ast.get_docstring(node) or "").strip().splitlines()
             lines.append(f"def {node.name}({ast.unparse(node.args)})" + (f"  # {doc[0]}" if doc else ""))

@@ -22,7 +22,7 @@ class GitError(UserError):
 
 
 def git(repo: Path, *args: str, check: bool = True, extra_env: dict[str, str] | None = None,
-        stdin: str | None = None) -> str:
+        stdin: str | None = None, strip: bool = True) -> str:
     env = {**os.environ, **{k: v for k, v in _IDENTITY.items() if k not in os.environ}, **(extra_env or {})}
     try:
         result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, input=stdin)
@@ -31,7 +31,7 @@ def git(repo: Path, *args: str, check: bool = True, extra_env: dict[str, str] | 
     if check and result.returncode != 0:
         detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
         raise GitError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}")
-    return result.stdout.strip()
+    return result.stdout.strip() if strip else result.stdout
 
 
 def init_repo(repo: Path, branch: str = "main") -> None:
@@ -43,6 +43,14 @@ def head(repo: Path) -> str:
 
 
 def current_branch(repo: Path) -> str:
+    """The checked-out branch ("HEAD" when detached). A plain repository's .git/HEAD says it without
+    starting git (this is asked several times per experiment); a worktree or anything else asks git."""
+    try:
+        text = (Path(repo) / ".git" / "HEAD").read_text().strip()
+    except OSError:
+        text = ""
+    if text.startswith("ref: refs/heads/"):
+        return text[len("ref: refs/heads/"):]
     return git(repo, "rev-parse", "--abbrev-ref", "HEAD")
 
 
@@ -57,10 +65,16 @@ def commit_paths(repo: Path, paths: list[str], message: str, allow_empty: bool =
 
 
 def changed_paths(repo: Path, paths: list[str]) -> list[str]:
-    """Which of `paths` differ from HEAD in the working tree (new, modified or deleted)."""
-    tracked = git(repo, "diff", "--name-only", "HEAD", "--", *paths).splitlines()
-    untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", *paths).splitlines()
-    return sorted(set(tracked + untracked))
+    """Which of `paths` differ from HEAD in the working tree or the index (new, modified or deleted)."""
+    fields = git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *paths, strip=False).split("\0")
+    changed, i = set(), 0
+    while i < len(fields):
+        entry, i = fields[i], i + 1
+        if len(entry) > 3:
+            changed.add(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its old name follows
+                i += 1
+    return sorted(changed)
 
 
 def diff(repo: Path, parent: str, commit: str) -> str:
@@ -118,7 +132,8 @@ def ref_snapshot(repo: Path, ignore: tuple[str, ...] = ()) -> dict[str, str]:
     under the `ignore` prefixes (those a coordinator moves while the run goes on) are left out."""
     lines = git(repo, "for-each-ref", "--format=%(objectname) %(refname)").splitlines()
     refs = {name: sha for sha, name in (line.split(" ", 1) for line in lines) if not name.startswith(ignore)}
-    refs["HEAD"] = git(repo, "symbolic-ref", "-q", "HEAD", check=False) or head(repo)
+    sha, name = git(repo, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD").splitlines()
+    refs["HEAD"] = name if name.startswith("refs/") else sha  # the branch it points at, or the commit when detached
     return refs
 
 

@@ -13,6 +13,7 @@ from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 from autoresearch.execute.local import LocalExecutor, plan_slots
+from autoresearch.store.gitops import AUTORESEARCH_REFS
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.recovery import recover_interrupted
 from autoresearch.study.study import Study
@@ -31,13 +32,14 @@ def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool 
         raise ExperimentError("an experiment needs a description: autoresearch exp -m \"what changed\"")
     with ws.lock(), ws.open_ledger() as ledger:
         recover_interrupted(ws, ledger)
-        touched = ws.changed(task.frozen)
+        changed_files = ws.changed([*task.frozen, *task.editable])  # one look at the working tree for both
+        touched = [name for name in changed_files if name in task.frozen]
         if touched:
             raise ExperimentError(f"frozen file changed: {', '.join(touched)}; "
                                   f"restore it with `git checkout -- {' '.join(touched)}`")
         branch, parent = ws.branch(), ws.head()
         incumbent = ledger.incumbent(branch)
-        changed = ws.changed(task.editable)
+        changed = [name for name in changed_files if name in task.editable]
         if not changed and incumbent is not None and not allow_empty:
             raise ExperimentError(f"nothing changed in {', '.join(task.editable)} since the last experiment: "
                                   "edit it first, or pass --allow-empty to rerun the same code")
@@ -46,7 +48,8 @@ def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool 
             commit = ws.commit_working_tree(task.editable, description, allow_empty=not changed)
         else:
             commit = parent  # the baseline runs the code as the workspace was made
-        study = Study(ws, [], LocalExecutor(ws, task, plan_slots(1)), bus=bus, ledger=ledger)
+        executor = LocalExecutor(ws, task, plan_slots(1), coordinator_refs=(f"refs/heads/{branch}", AUTORESEARCH_REFS))
+        study = Study(ws, [], executor, bus=bus, ledger=ledger)
         try:
             result = study.evaluate(exp_id, commit, against=incumbent)
         finally:

@@ -17,10 +17,18 @@ from autoresearch.store.workspace import Workspace
 class Snapshots:
     def __init__(self, ws: Workspace, task: Task):
         self.ws, self.task = ws, task
-        self.frozen_api = {name: frozen_api((ws.root / name).read_text(errors="replace"))
-                           for name in task.frozen if name.endswith(".py") and (ws.root / name).is_file()}
+        self._frozen_api: dict[str, str] | None = None
         self._files: dict[str, dict[str, str]] = {}
         self._knobs: dict[str, dict] = {}
+
+    @property
+    def frozen_api(self) -> dict[str, str]:
+        """What each frozen Python file offers: read when a proposer first needs it, then kept."""
+        if self._frozen_api is None:
+            self._frozen_api = {name: frozen_api((self.ws.root / name).read_text(errors="replace"))
+                                for name in self.task.frozen
+                                if name.endswith(".py") and (self.ws.root / name).is_file()}
+        return self._frozen_api
 
     def files_at(self, commit: str) -> dict[str, str]:
         if commit not in self._files:

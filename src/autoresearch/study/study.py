@@ -429,13 +429,13 @@ class Study:
         candidate = entry.candidate
         candidate.slot = result.slot
         decision = weigh(self.ws, self.task, self.ledger, candidate, result.trial)
-        self._keep_branch_on_best()
+        head = self._keep_branch_on_best()
         if decision.status == Status.RERUN:
             self._note(f"experiment {candidate.exp_id}: {decision.reason}: running it again")
             self._submit(entry)
             return None
         del self.flying[candidate.exp_id]
-        decision, replay = self._settle(entry, decision)
+        decision, replay = self._settle(entry, decision, head)
         finished = close(self.ws, self.ledger, candidate, decision)
         self.summary.experiments.append(finished)
         self.bus.publish(ExperimentFinished(finished))
@@ -445,7 +445,7 @@ class Study:
             self.start(replay)
         return finished
 
-    def _settle(self, entry: InFlight, decision: Decision) -> tuple[Decision, Launch | None]:
+    def _settle(self, entry: InFlight, decision: Decision, head: str) -> tuple[Decision, Launch | None]:
         """A keep moves the branch, unless it was measured against a best that has moved on: then it is
         replayed on the new best, where it must confirm its gain."""
         candidate = entry.candidate
@@ -453,7 +453,7 @@ class Study:
             return decision, None
         best = self.ledger.incumbent(self.branch)
         if candidate.against is None or best is None or best.commit == candidate.against.commit:
-            if self.ws.branch_commit(self.branch) != candidate.commit:
+            if head != candidate.commit:
                 self.ws.move_branch(self.branch, candidate.commit)
             return decision, None
         replay = None if self.stopping else self._replay(entry, best)
@@ -485,15 +485,18 @@ class Study:
         edits = entry.proposal.edits if entry.proposal else []
         self.fixes.append(_Fix(self.ledger.get(finished.id), proposer, attempt, entry.candidate.against, edits))
 
-    def _keep_branch_on_best(self) -> None:
-        """Slots share the repository: if a run outside a sandbox moved the branch, put it back."""
+    def _keep_branch_on_best(self) -> str:
+        """Slots share the repository: if a run outside a sandbox moved the branch, put it back.
+        Returns the commit the branch stands on."""
         best = self.ledger.incumbent(self.branch)
-        if best is None or not best.commit:
-            return
         head = self.ws.branch_commit(self.branch)
+        if best is None or not best.commit:
+            return head
         if head != best.commit and head not in {e.candidate.commit for e in self.flying.values()}:
             self.ws.move_branch(self.branch, best.commit)
             self._note(f"the branch had moved to {head[:7]}: put back on the best, {best.commit[:7]}")
+            return best.commit
+        return head
 
     # -- events -----------------------------------------------------------------------------------
     def _in_flight(self) -> list[str]:

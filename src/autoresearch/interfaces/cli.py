@@ -182,7 +182,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_exp(args) -> int:
     from autoresearch.core.events import EventBus
-    from autoresearch.interfaces.view import result_line
+    from autoresearch.interfaces.plain import result_line
     from autoresearch.run.trial import log_tail
     from autoresearch.study.manual import run_experiment
 
@@ -214,7 +214,7 @@ def _print_output_and_notes(event) -> None:
 
 def cmd_run(args) -> int:
     from autoresearch.core.events import EventBus
-    from autoresearch.interfaces.view import PlainPrinter
+    from autoresearch.interfaces.plain import PlainPrinter
     from autoresearch.propose.agent import NO_MODEL_HINT, make_proposers
     from autoresearch.study.study import Study
 
@@ -376,7 +376,7 @@ def cmd_status(args) -> int:
 
 
 def _live_view_wanted(args) -> bool:
-    from autoresearch.interfaces.view import live_view_wanted
+    from autoresearch.interfaces.plain import live_view_wanted
 
     return live_view_wanted(args.plain, getattr(args, "verbose", False))
 

@@ -1,16 +1,14 @@
-"""Terminal views of a study: the live view (rich) and plain lines for logs, pipes and CI.
+"""The live terminal view of a study (rich); plain lines are in plain.py.
 
-Both subscribe to a study's events (core/events.py): `RunStarted`, `Progress` (parsed once from
+It subscribes to a study's events (core/events.py): `RunStarted`, `Progress` (parsed once from
 the run's output), `ExperimentFinished`, `Note`. Tasks that print no progress lines still get a
 bar from the elapsed time against the budget.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import deque
-from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -19,32 +17,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.core.events import Event, ExperimentFinished, Note, Progress, RunOutput, RunStarted
+from autoresearch.core.events import Event, ExperimentFinished, Note, Progress, RunStarted
 from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
-
-
-def result_line(result: ExperimentResult) -> str:
-    value = f"{result.metric:.6f}" if result.metric is not None else "-"
-    return f"experiment {result.id}: {result.status.upper()} {value} | {result.reason} | {result.wall_seconds:.1f} s"
-
-
-class PlainPrinter:
-    """One line per event worth a line; training output too when `verbose`."""
-
-    def __init__(self, write: Callable[[str], None] | None = None, verbose: bool = False, prefix: str = "  "):
-        self.write = write or (lambda text: print(text, flush=True))
-        self.verbose, self.prefix = verbose, prefix
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Note):
-            self.write(event.text)
-        elif isinstance(event, RunStarted) and event.run == 1:
-            self.write(f"experiment {event.exp_id}: {event.description}")
-        elif isinstance(event, ExperimentFinished):
-            self.write(result_line(event.result))
-        elif isinstance(event, RunOutput) and self.verbose:
-            self.write(self.prefix + event.line)
 
 
 class LiveView:
@@ -119,7 +94,3 @@ class LiveView:
         noise = f"   noise sd {self.sigma:.6f}" if self.sigma is not None else ""
         footer = Text(best + noise + (f"\n{self.last_event}" if self.last_event else ""), style="cyan")
         return Panel(Group(current, Text(""), table, Text(""), footer), title="autoresearch", border_style="blue")
-
-
-def live_view_wanted(plain: bool, verbose: bool = False) -> bool:
-    return sys.stdout.isatty() and not plain and not verbose

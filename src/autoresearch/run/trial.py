@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -20,7 +21,6 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from autoresearch.core.errors import one_line
@@ -279,12 +279,18 @@ def data_hashes(data: Path | None) -> dict[str, str]:
 
 
 def environment(sandbox: Sandbox) -> dict[str, str]:
+    return {**_installed(), "sandbox": sandbox.name, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "executable": sys.executable}
+
+
+@functools.cache
+def _installed() -> dict[str, str]:
+    """The interpreter, the machine and the packages' versions: the same for every run of this process."""
+    
     def version(package: str) -> str:
         try:
             return metadata.version(package)
         except metadata.PackageNotFoundError:
             return ""
     return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.node(),
-            "autoresearch": version("autoresearch"), "torch": version("torch"), "numpy": version("numpy"),
-            "sandbox": sandbox.name, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "executable": sys.executable}
+            "autoresearch": version("autoresearch"), "torch": version("torch"), "numpy": version("numpy")}

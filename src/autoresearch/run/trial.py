@@ -286,6 +286,7 @@ def environment(sandbox: Sandbox) -> dict[str, str]:
 @functools.cache
 def _installed() -> dict[str, str]:
     """The interpreter, the machine and the packages' versions: the same for every run of this process."""
+    from importlib import metadata  # a costly import, needed only here
     
     def version(package: str) -> str:
         try:

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import llm_workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

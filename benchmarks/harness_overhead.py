@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import ledger, stub_workspace
+
 from autoresearch.run.sandbox import find_sandbox
 from autoresearch.study.manual import run_experiment
-
-from common import ledger, stub_workspace
 
 TRIVIAL = 'command = ["/bin/sh", "-c", "echo ---; echo val_bpb: $(date +%N | cut -c1-3)"]'
 CLI_RUNS = 5

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.study.manual import run_experiment
-
 from common import ledger, llm_workspace, stub_workspace
+
+from autoresearch.study.manual import run_experiment
 
 
 def null_edit(train: Path, i: int) -> str:

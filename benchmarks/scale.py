@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import commit_all, ledger, stub_workspace
+
 from autoresearch.core.task import load_task
 from autoresearch.execute.base import Job, JobResult
 from autoresearch.execute.local import LocalExecutor, plan_slots
@@ -33,8 +35,6 @@ from autoresearch.store import gitops
 from autoresearch.store.ledger import results_tsv_rows
 from autoresearch.study.manual import run_experiment
 from autoresearch.study.study import StudyOptions, run_study
-
-from common import commit_all, ledger, stub_workspace
 
 NOISE = 0.003
 OPTIMUM = [0.8, -1.2, 0.5, 1.5, -0.3, -2.0, 1.1, 0.0]  # of the 8 knobs; they all start at 0

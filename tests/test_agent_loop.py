@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ledger_for, run_cli
+from llm_server import Reply, ScriptedLLMServer
 
 from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import AnthropicChat, ModelError, OpenAIChat
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import ledger_for, run_cli
-from llm_server import Reply, ScriptedLLMServer
 
 
 def line_of(ws, prefix: str) -> str:

@@ -9,11 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import set_line
 
 from autoresearch.interfaces.dashboard import DashboardServer, read_state
 from autoresearch.study.manual import run_experiment
-
-from conftest import set_line
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from autoresearch.core.task import load_task
 from autoresearch.propose.context import build_user_message, frozen_api, history_text
 from autoresearch.propose.edits import Edit, EditError, apply_to_texts, parse_answer, replace_once
 from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
 from autoresearch.store.ledger import Experiment
-from autoresearch.core.task import load_task
 from autoresearch.store.templates import template_dir
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.snapshot import Snapshots

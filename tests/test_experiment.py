@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import git, ledger_for, run_cli, set_line
 
 from autoresearch.store.gitops import commit_paths
 from autoresearch.study.manual import ExperimentError, run_experiment
 from autoresearch.study.recovery import recover_interrupted
-
-from conftest import git, ledger_for, run_cli, set_line
 
 
 def results(ws):

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import git, ledger_for, set_line
 
 from autoresearch.run.process import marked_processes
 from autoresearch.run.sandbox import find_sandbox
 from autoresearch.store.templates import init_workspace, set_hyperparameters
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.manual import run_experiment
-
-from conftest import git, ledger_for, set_line
 
 BWRAP = find_sandbox("auto").isolates
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed here: apt install bubblewrap")

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pandas as pd
-
 from conftest import git, ledger_for, run_cli, set_line
 
 KILLS = 10

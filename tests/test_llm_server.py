@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import anthropic
 import openai
 import pytest
-
 from llm_server import Reply, ScriptedLLMServer
 
 USER = [{"role": "user", "content": "hi"}]

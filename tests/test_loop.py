@@ -11,14 +11,13 @@ import sys
 import time
 
 import pandas as pd
+from conftest import git, ledger_for, run_cli, set_line
 
 from autoresearch.core.events import EventBus, ExperimentFinished, Note
 from autoresearch.propose.base import Draft
 from autoresearch.propose.edits import Edit, Proposal
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import git, ledger_for, run_cli, set_line
 
 
 def test_random_loop_runs_records_and_keeps_the_best(tiny_workspace):

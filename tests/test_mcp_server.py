@@ -13,11 +13,10 @@ import pytest
 
 pytest.importorskip("mcp")  # an optional extra: `pip install autoresearch[mcp]`
 
+from conftest import git, set_line  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.types import CallToolResult  # noqa: E402
-
-from conftest import git, set_line  # noqa: E402
 
 TOOLS = {"run_experiment", "history", "best", "diff", "log_tail", "task"}
 

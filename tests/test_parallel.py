@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import git, ledger_for, run_cli, set_line
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.base import ExecutorError
@@ -12,8 +13,6 @@ from autoresearch.propose.base import Draft
 from autoresearch.propose.edits import Edit, Proposal
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import git, ledger_for, run_cli, set_line
 
 
 class ScriptedProposer:

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import git, set_line
+from test_parallel import _consistent
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.base import Job
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import git, set_line
-from test_parallel import _consistent
 
 if os.environ.get("CI") == "true":
     import ray  # in CI the dev extra installs Ray: a missing install step must fail, not skip

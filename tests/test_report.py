@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_cli
 
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import run_cli
 
 pytest.importorskip("matplotlib")
 from autoresearch.interfaces.report import ReportError, make_report, read_results_tsv, running_best  # noqa: E402

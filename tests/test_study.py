@@ -8,6 +8,9 @@ import re
 import time
 
 import pytest
+from conftest import git, ledger_for, run_cli, set_line
+from llm_server import ScriptedLLMServer
+from test_parallel import _consistent
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.local import LocalExecutor, plan_slots
@@ -17,10 +20,6 @@ from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import OpenAIChat
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-from conftest import git, ledger_for, run_cli, set_line
-from llm_server import ScriptedLLMServer
-from test_parallel import _consistent
 
 
 def _answer(description: str, search: str, replace: str) -> str:

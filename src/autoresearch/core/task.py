@@ -6,11 +6,11 @@ budget, a hard timeout, and which files the agent may edit or must leave alone.
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from autoresearch.core.errors import UserError
 
 CONFIG_NAME = "autoresearch.toml"
 BUDGET_KINDS = ("seconds", "tokens", "flops")

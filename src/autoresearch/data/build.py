@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoresearch.data import shakespeare
 from autoresearch.core.hashing import file_sha256
+from autoresearch.data import shakespeare
 from autoresearch.data.tokenizer import BOS, encode_documents, token_byte_lengths, train_bpe
 
 BUILTIN_DATASETS = ("shakespeare", "climbmix", "tinystories")

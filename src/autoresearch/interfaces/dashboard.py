@@ -7,9 +7,6 @@ default; bound to any other address it requires a token (`?token=...` or `Author
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-from autoresearch.core.task import CONFIG_NAME
-
 import hmac
 import ipaddress
 import json
@@ -19,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+from autoresearch.core.errors import UserError
 from autoresearch.core.status import Status
+from autoresearch.core.task import CONFIG_NAME
 from autoresearch.run.trial import log_tail
 from autoresearch.store.ledger import best_so_far
 from autoresearch.store.workspace import Workspace

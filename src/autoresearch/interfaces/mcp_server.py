@@ -29,14 +29,14 @@ from pydantic import Field
 from typing_extensions import TypedDict  # pydantic needs this one below Python 3.12 (nested results)
 
 from autoresearch import __version__
-from autoresearch.store import gitops
 from autoresearch.core.errors import UserError
 from autoresearch.core.events import EventBus, Progress
-from autoresearch.run.trial import log_tail as read_log_tail
-from autoresearch.study.manual import run_experiment as run_one
-from autoresearch.store.ledger import Experiment, Ledger
 from autoresearch.core.task import load_task
+from autoresearch.run.trial import log_tail as read_log_tail
+from autoresearch.store import gitops
+from autoresearch.store.ledger import Experiment, Ledger
 from autoresearch.store.workspace import Workspace
+from autoresearch.study.manual import run_experiment as run_one
 
 # The harness raises these on purpose with a one-line message meant for whoever drives it.
 HARNESS_ERRORS = (UserError,)

@@ -18,8 +18,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from autoresearch.store import gitops
 from autoresearch.propose.edits import Edit
+from autoresearch.store import gitops
 
 _KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
 _RANGE = re.compile(r"^(?P<kind>int|float)\s+(?P<low>[-+0-9.e]+)\s*\.\.\s*(?P<high>[-+0-9.e]+)(?:\s+(?P<scale>log|pow2)\b)?")

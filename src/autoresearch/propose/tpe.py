@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 
-from autoresearch.propose.edits import Proposal
 from autoresearch.propose.base import Draft, Snapshot
-from autoresearch.propose.knobs import Knob, KnobError, knob_edit, parse_knobs
-from autoresearch.propose.search import NOT_SEARCHED
+from autoresearch.propose.edits import Proposal
+from autoresearch.propose.knobs import Knob, knob_edit
+from autoresearch.propose.search import searchable_knobs
 
 
 def distribution(knob: Knob):
@@ -40,13 +40,9 @@ class TPEProposer:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         path = snapshot.main_file
-        try:
-            knobs = {k.name: k for k in parse_knobs(snapshot.files.get(path, "")) if k.name not in NOT_SEARCHED}
-        except KnobError as exc:
-            return Draft(None, self.name, error=str(exc), attempts=1, fatal=True)
-        if not knobs:
-            return Draft(None, self.name, attempts=1, fatal=True,
-                         error=f"{path} declares no knobs for TPE to tune ('NAME = value  # knob: float A..B')")
+        knobs, failed = searchable_knobs(snapshot, self.name)
+        if failed:
+            return failed
         distributions = {name: distribution(k) for name, k in knobs.items()}
         # a fresh seed per call (a pipelined call sees the same history as the one in flight)
         seed = None if self.seed is None else self.seed + len(snapshot.history) + 1000 * len(snapshot.in_flight)

@@ -13,13 +13,13 @@ is not enforced, and `not_enforced()` says what, once.
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from autoresearch.core.errors import UserError
 
 BWRAP = "bwrap"
 

@@ -27,8 +27,15 @@ from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import file_sha256
 from autoresearch.core.summary import metric_value, parse_summary
 from autoresearch.core.task import Task
-from autoresearch.run.process import (RUN_MARKER, Command, Limits, RunResult, clean_environment, record_processes,
-                                      run_command)
+from autoresearch.run.process import (
+    RUN_MARKER,
+    Command,
+    Limits,
+    RunResult,
+    clean_environment,
+    record_processes,
+    run_command,
+)
 from autoresearch.run.sandbox import Policy, Sandbox, find_sandbox, gpu_visible
 from autoresearch.store import gitops
 from autoresearch.store.workspace import RunPaths, Workspace

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from autoresearch.core.errors import UserError
-
 import os
 import subprocess
 from pathlib import Path
+
+from autoresearch.core.errors import UserError
 
 AUTORESEARCH_REFS = "refs/autoresearch/"  # the harness's own refs: attempts, bundles
 ATTEMPT_REF_PREFIX = AUTORESEARCH_REFS + "attempts"

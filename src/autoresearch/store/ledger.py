@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.core.best import running_best
-from autoresearch.core.status import FINISHED, ProposalStatus, Status
+from autoresearch.core.status import FINISHED, Status
 
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
 
@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS proposals (
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class Experiment:
     id: int
     branch: str
@@ -161,6 +161,8 @@ class Ledger:
             self.db.row_factory = sqlite3.Row
             self._identity = _file_identity(self.path)
             return
+        self._rows: dict[int, Experiment] | None = None  # the writer's copy of every experiment, read once
+        self._runs: dict[int, list[float]] | None = None  # valid run metrics by experiment
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
         self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -182,6 +184,21 @@ class Ledger:
         if self.readonly:
             raise LedgerError(f"the ledger {self.path} was opened read-only")
         return self.db.execute(sql, args)
+
+    def _cached(self) -> dict[int, Experiment] | None:
+        """Every experiment by id, for a writable ledger: a study holds the workspace's lock, so it is
+        the only writer, and each of its writes refreshes the row it changed (no re-reading per ask)."""
+        if self.readonly:
+            return None
+        if self._rows is None:
+            self._rows = {row["id"]: self._experiment(row)
+                          for row in self.db.execute("SELECT * FROM experiments ORDER BY id")}
+        return self._rows
+
+    def _refresh(self, exp_id: int) -> None:
+        if self._rows is not None:
+            row = self.db.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+            self._rows[exp_id] = self._experiment(row)
 
     def guard(self) -> bool:
         """If the file was deleted or replaced behind our back (a run without a sandbox can),
@@ -217,6 +234,7 @@ class Ledger:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self._refresh(int(cur.lastrowid))
         return int(cur.lastrowid)
 
     def add_run(self, exp_id: int, n: int, run: RunRecord) -> None:
@@ -225,11 +243,23 @@ class Ledger:
             " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (exp_id, n, run.metric, json.dumps(_finite(run.metrics)), run.exit_code, int(run.timed_out),
              run.wall_seconds, run.log_path, time.time()))
+        if self._runs is not None and run.metric is not None:
+            self._runs.setdefault(exp_id, []).append(run.metric)
+
+    def _run_values(self) -> dict[int, list[float]]:
+        if self._runs is not None:
+            return self._runs
+        runs: dict[int, list[float]] = {}
+        for exp_id, metric in self.db.execute(
+                "SELECT experiment_id, metric FROM runs WHERE metric IS NOT NULL ORDER BY experiment_id, n"):
+            runs.setdefault(exp_id, []).append(metric)
+        if not self.readonly:
+            self._runs = runs
+        return runs
 
     def run_metrics(self, exp_id: int) -> list[float]:
         """The valid metric of every run of one experiment, in order."""
-        return [row[0] for row in self.db.execute(
-            "SELECT metric FROM runs WHERE experiment_id = ? AND metric IS NOT NULL ORDER BY n", (exp_id,))]
+        return list(self._run_values().get(exp_id, []))
 
     def run_groups(self) -> list[list[float]]:
         """Valid metrics of repeated runs of the same code, one list per code that ran more than once
@@ -237,16 +267,14 @@ class Ledger:
         parent: that is exactly run-to-run noise, measured for free."""
         first_with_commit: dict[str, int] = {}
         same_code_as: dict[int, int] = {}
-        for exp_id, commit, parent, metrics_json in self.db.execute(
-                "SELECT id, commit_sha, parent, metrics_json FROM experiments ORDER BY id"):
-            if commit:
-                first_with_commit.setdefault(commit, exp_id)
-            change = json.loads(metrics_json or "{}").get("change")
-            same_code_as[exp_id] = first_with_commit.get(parent, exp_id) if change else exp_id
+        for exp in self.experiments():
+            if exp.commit:
+                first_with_commit.setdefault(exp.commit, exp.id)
+            change = exp.metrics.get("change")
+            same_code_as[exp.id] = first_with_commit.get(exp.parent, exp.id) if change else exp.id
         groups: dict[int, list[float]] = {}
-        for exp_id, metric in self.db.execute(
-                "SELECT experiment_id, metric FROM runs WHERE metric IS NOT NULL ORDER BY experiment_id, n"):
-            groups.setdefault(same_code_as.get(exp_id, exp_id), []).append(metric)
+        for exp_id, metrics in sorted(self._run_values().items()):
+            groups.setdefault(same_code_as.get(exp_id, exp_id), []).extend(metrics)
         return [g for g in groups.values() if len(g) >= 2]
 
     def add_proposal(self, record: dict) -> int:
@@ -276,16 +304,21 @@ class Ledger:
 
     def proposer_records(self, branch: str) -> dict[str, tuple[int, int]]:
         """For each proposer of the branch's experiments: (experiments kept, experiments finished)."""
-        rows = self.db.execute("SELECT proposer, SUM(status = 'keep'), COUNT(*) FROM experiments WHERE branch = ?"
-                               " AND status != 'running' AND proposer != '' GROUP BY proposer", (branch,))
-        return {name: (int(keeps), int(total)) for name, keeps, total in rows}
+        records: dict[str, tuple[int, int]] = {}
+        for exp in self.experiments(branch):
+            if exp.proposer and exp.status != Status.RUNNING:
+                keeps, total = records.get(exp.proposer, (0, 0))
+                records[exp.proposer] = (keeps + (exp.status == Status.KEEP), total + 1)
+        return records
 
     def set_commit(self, exp_id: int, commit: str, diff: str, attempt_ref: str) -> None:
         self._write("UPDATE experiments SET commit_sha = ?, diff = ?, attempt_ref = ? WHERE id = ?",
-                        (commit, diff, attempt_ref, exp_id))
+                    (commit, diff, attempt_ref, exp_id))
+        self._refresh(exp_id)
 
     def set_log_path(self, exp_id: int, log_path: str) -> None:
         self._write("UPDATE experiments SET log_path = ? WHERE id = ?", (log_path, exp_id))
+        self._refresh(exp_id)
 
     def finish(self, exp_id: int, outcome: Outcome) -> None:
         if outcome.status not in FINISHED:
@@ -295,12 +328,19 @@ class Ledger:
             " timed_out = ?, wall_seconds = ?, finished_at = ? WHERE id = ?",
             (str(outcome.status), outcome.metric, outcome.incumbent, json.dumps(_finite(outcome.metrics)),
              outcome.reason, outcome.exit_code, int(outcome.timed_out), outcome.wall_seconds, time.time(), exp_id))
+        self._refresh(exp_id)
 
     def get(self, exp_id: int) -> Experiment | None:
+        cached = self._cached()
+        if cached is not None:
+            return cached.get(exp_id)
         row = self.db.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
         return self._experiment(row) if row else None
 
     def experiments(self, branch: str | None = None) -> list[Experiment]:
+        cached = self._cached()
+        if cached is not None:
+            return [e for e in cached.values() if branch is None or e.branch == branch]
         if branch is None:
             rows = self.db.execute("SELECT * FROM experiments ORDER BY id").fetchall()
         else:
@@ -308,14 +348,12 @@ class Ledger:
         return [self._experiment(row) for row in rows]
 
     def running(self) -> list[Experiment]:
-        rows = self.db.execute("SELECT * FROM experiments WHERE status = 'running' ORDER BY id").fetchall()
-        return [self._experiment(row) for row in rows]
+        return [e for e in self.experiments() if e.status == Status.RUNNING]
 
     def incumbent(self, branch: str) -> Experiment | None:
         """The latest kept experiment of `branch`: the one its head stands on."""
-        row = self.db.execute("SELECT * FROM experiments WHERE branch = ? AND status = 'keep' ORDER BY id DESC LIMIT 1",
-                              (branch,)).fetchone()
-        return self._experiment(row) if row else None
+        kept = [e for e in self.experiments(branch) if e.status == Status.KEEP]
+        return kept[-1] if kept else None
 
     def _experiment(self, row: sqlite3.Row) -> Experiment:
         data = dict(row)

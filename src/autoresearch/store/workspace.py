@@ -186,6 +186,13 @@ class Workspace:
         return gitops.head(self.root)
 
     def branch_commit(self, branch: str) -> str:
+        """What `branch` points at (read from its loose ref file when there is one: asked after every run)."""
+        try:
+            sha = (self.root / ".git" / "refs" / "heads" / branch).read_text().strip()
+            if len(sha) == 40:
+                return sha
+        except OSError:
+            pass
         return gitops.git(self.root, "rev-parse", f"refs/heads/{branch}")
 
     def files_at(self, commit: str, paths: list[str]) -> dict[str, str]:

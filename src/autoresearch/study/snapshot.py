@@ -6,6 +6,8 @@ values of a commit never change either, so each commit is read once.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from autoresearch.core.task import Task
 from autoresearch.propose.base import Snapshot
 from autoresearch.propose.context import frozen_api
@@ -19,7 +21,7 @@ class Snapshots:
         self.ws, self.task = ws, task
         self._frozen_api: dict[str, str] | None = None
         self._files: dict[str, dict[str, str]] = {}
-        self._knobs: dict[str, dict] = {}
+        self._knobs: dict[str, dict] = {}  # commit -> knob values, grown as commits appear
 
     @property
     def frozen_api(self) -> dict[str, str]:
@@ -48,7 +50,9 @@ class Snapshots:
     def take(self, parent: str, history: list[Experiment], in_flight: list[str] = (), notes: list[str] = (),
              files: dict[str, str] | None = None) -> Snapshot:
         """A snapshot to propose on top of `parent` (or to fix `files`, a crashed candidate's)."""
-        knobs = {e.commit: self.knob_values(e.commit) for e in history if e.commit}
+        for exp in history:
+            if exp.commit and exp.commit not in self._knobs:
+                self.knob_values(exp.commit)
         return Snapshot(task=self.task, program=self.ws.program(self.task), files=files or self.files_at(parent),
-                        parent=parent, frozen_api=self.frozen_api, history=list(history), knob_values=knobs,
-                        in_flight=list(in_flight), notes=list(notes))
+                        parent=parent, frozen_api=self.frozen_api, history=list(history),
+                        knob_values=MappingProxyType(self._knobs), in_flight=list(in_flight), notes=list(notes))

@@ -66,6 +66,7 @@ class Command:
     env: dict[str, str] | None = None  # default: the harness's environment without secrets
     limits: Limits = Limits()
     max_log_bytes: int = MAX_LOG_BYTES
+    find_strays: bool = True  # look for children that left the process group (a PID namespace kills them itself)
 
 
 def run_command(command: Command, on_line: Callable[[str], None] | None = None,
@@ -92,7 +93,7 @@ def run_command(command: Command, on_line: Callable[[str], None] | None = None,
     reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, command.max_log_bytes, on_line,
                                                          truncated), daemon=True)
     reader.start()
-    timed_out = _wait(proc, command.timeout, watchdog, reader, env[RUN_MARKER])
+    timed_out = _wait(proc, command.timeout, watchdog, reader, env[RUN_MARKER] if command.find_strays else "")
     wall = time.monotonic() - started
     if timed_out or watchdog.killed_for:
         with open(log_path, "a") as log:
@@ -123,7 +124,8 @@ def _wait(proc: subprocess.Popen, timeout: float, watchdog: Watchdog, reader: th
         timer.cancel()
         watchdog.stop()
         _kill_group(proc, grace=0.0)  # children that outlive the leader go too
-        kill_marked(marker)  # and those that left the group
+        if marker:
+            kill_marked(marker)  # and those that left the group
         reader.join(timeout=10)
     return timed_out.is_set()
 

@@ -92,8 +92,10 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     marker = spec.env.get(RUN_MARKER) or secrets.token_hex(8)  # in every process of the run, to find them all
     try:
         _fresh_dirs(spec)
+        # in a sandbox the checkout, and the repository with it, is read-only: its refs cannot change
+        guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
-                         gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if spec.guard_refs else None)
+                         gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
         run = train(spec, sandbox, marker, on_line)
         summary = parse_summary(spec.paths.log.read_text(errors="replace"))
         trusted = bool(spec.task.evaluation.command)
@@ -134,7 +136,7 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> RunResu
                     bind_files={**_data_files(data, hide_val=trusted), **private},
                     writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network)
     command = Command(sandbox.wrap(task.command, policy), ws.root, paths.log, task.budget.timeout, env=env,
-                      limits=_limits(task))
+                      limits=_limits(task), find_strays=not sandbox.isolates)
     return run_command(command, on_line=on_line, on_start=record_processes(paths.pgid, marker))
 
 
@@ -184,7 +186,8 @@ def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
                     bind_files=_data_files(data, hide_val=False))
     env = clean_environment({RUN_MARKER: marker, **_data_env(data)})  # a restart finds the evaluation too
     run = run_command(Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log,
-                              task.evaluation.timeout or task.budget.timeout, env=env, limits=_limits(task)))
+                              task.evaluation.timeout or task.budget.timeout, env=env, limits=_limits(task),
+                              find_strays=not sandbox.isolates))
     text = paths.eval_log.read_text(errors="replace")
     with open(paths.log, "a") as log:  # one log tells the whole story; the last summary block is the trusted one
         log.write(f"\n[autoresearch] trusted evaluation ({sandbox.name} sandbox):\n{text}")

@@ -277,12 +277,12 @@ class Study:
             if request.pipelined and request.parent != parent:  # the best moved while it was written: no fault
                 self._note(message)
             else:
-                self._pause(message)
+                self._idle(message)
             return None
         if files == self.snapshots.files_at(parent) or content_key(files) in self.tried:
             self.ledger.set_proposal_status(proposal_id, ProposalStatus.DUPLICATE, "this exact code was already run")
             self.summary.duplicates += 1
-            self._pause(f"skipped a duplicate: '{draft.proposal.description}' gives code already run")
+            self._idle(f"skipped a duplicate: '{draft.proposal.description}' gives code already run")
             return None
         self.idle = 0
         return self._launch_for(request, files, parent, proposal_id, best)
@@ -368,7 +368,7 @@ class Study:
         draft = request.draft
         self.summary.proposals_failed += 1
         if not draft.fatal:
-            self._pause(f"proposal failed ({draft.error})")
+            self._idle(f"proposal failed ({draft.error})", wait=True)
             return
         self.proposers.pop(request.proposer, None)  # it can never succeed: no retries
         self._note(f"{request.proposer} stops proposing: {draft.error}")
@@ -376,9 +376,14 @@ class Study:
             self.gave_up = f"{request.proposer}: {draft.error}"
             self.summary.gave_up = True
 
-    def _pause(self, message: str) -> None:
-        """A proposal that could not run: wait longer each time, so a stuck model costs little."""
+    def _idle(self, message: str, wait: bool = False) -> None:
+        """A proposal that could not run. After a failure the next ask waits longer each time, so a
+        stuck model costs little (also while other slots are busy); a duplicate or a proposal that no
+        longer applies is asked again at once. Either way they count towards the idle stop."""
         self.idle += 1
+        if not wait:
+            self._note(message)
+            return
         pause = min(self.options.failure_backoff_s * 2 ** (self.idle - 1), MAX_BACKOFF_S)
         self.next_ask_at = time.monotonic() + pause
         self._note(f"{message}; next proposal in {pause:g} s")

@@ -241,6 +241,79 @@ def test_model_fault(llm_ws, name):
         assert "PWNED-BY-PICKLE" not in result.log_path.read_text()  # the payload never ran in the evaluator
 
 
+# ---------------------------------------------------------------------------
+# Budget cheats: the harness's clock, not the run's, says how long it trained (a 10 s budget)
+
+@pytest.fixture(scope="module")
+def budget_ws(tmp_path_factory, shakespeare_512):
+    ws = init_workspace(tmp_path_factory.mktemp("catalog") / "budget", template="llm", preset="cpu", tag="budget",
+                        budget_seconds=10)
+    toml = ws / "autoresearch.toml"
+    set_line(toml, "vocab_size = ", "vocab_size = 512")
+    set_line(toml, "eval_tokens = ", "eval_tokens = 20000")
+    set_line(toml, "timeout = ", "timeout = 25")
+    train = ws / "train.py"
+    train.write_text(set_hyperparameters(train.read_text(), {"DEPTH": 2, "ASPECT_RATIO": 64, "HEAD_DIM": 64,
+                                                             "DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 2048}))
+    git(ws, "commit", "-qam", "micro model, 10 s budget")
+    Workspace(ws).link_data(shakespeare_512)
+    return _workspace_with_baseline(ws)
+
+
+def slowed_clock(factor: float):
+    return before_main(f"import time\n_counter = time.perf_counter\ntime.perf_counter = lambda: _counter() / {factor}")
+
+
+TRAIN_ON_AFTER_THE_HANDOFF = """
+    import os
+    from autoresearch.run.handoff import export_model
+    model.train()
+    for _ in range(40):  # keep training on fresh batches, then hand the better model off again
+        loss = forward(x, y)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        x, y, epoch = next(loader)
+    model.eval()
+    export_model(model, x, os.environ["AUTORESEARCH_HANDOFF"])
+    tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0"""
+
+BUDGET = {
+    "a clock slowed 1.2x": (slowed_clock(1.2), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
+    "a clock slowed 1.8x": (slowed_clock(1.8), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
+    "a clock slowed 20x": (slowed_clock(20), Outcome("crash", "timed out after 25 s")),
+    "work moved into the untimed first step": (
+        replace("        for _ in range(grad_accum_steps):", "        for _ in range(grad_accum_steps * (60 if step == 0 else 1)):"),
+        Outcome("crash", "over budget: .* s of training by the harness clock for a 10 s budget")),
+    "training after the handoff": (
+        replace("\n    tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0", TRAIN_ON_AFTER_THE_HANDOFF),
+        Outcome("crash", "over budget: .*(batches served after the handoff|changed after its handoff)")),
+    "a private timer": (
+        replace("        if step > UNTIMED_STEPS and progress >= 1.0:",
+                "        if time.time() - t_start > 1.5 * BUDGET:  # its own timer, not the budget's"),
+        Outcome("crash", "over budget: .* s of training by the harness clock for a 10 s budget")),
+}
+
+
+@pytest.mark.parametrize("name", list(BUDGET))
+def test_budget_cheat(budget_ws, name):
+    edit, expected = BUDGET[name]
+    result = _run_variant(budget_ws, name, edit, expected)
+    assert result.metrics.get("harness_training_seconds") is not None or "timed out" in result.reason
+    assert "[over budget]" in (budget_ws / "results.tsv").read_text().splitlines()[-1] or "timed out" in result.reason
+
+
+def test_an_honest_run_is_not_over_budget_and_both_clocks_are_recorded(budget_ws):
+    ledger = ledger_for(budget_ws)
+    baseline = ledger.experiments()[0]
+    ledger.close()
+    metrics = baseline.metrics
+    assert baseline.status == "keep" and "over_budget" not in metrics
+    assert 10 <= metrics["training_seconds"] <= metrics["harness_training_seconds"] <= 11.5
+    assert metrics["harness_clock"] == "loader" and metrics["harness_tokens"] > 0
+
+
 @needs_bwrap
 def test_training_cannot_read_the_validation_split(llm_ws):
     edit = before_main("import os\nprint(open(os.path.join(os.environ['AUTORESEARCH_DATA_DIR'], 'val.bin'), 'rb').read(16))")

@@ -26,6 +26,8 @@ class Budget:
     kind: str  # seconds | tokens | flops: what "the budget" counts
     value: float  # how much of it one experiment may spend on training
     timeout: float  # wall-clock seconds after which the whole process group is killed
+    warmup_seconds: float = 0.0  # warm-up a run may leave uncounted; 0 = twice the baseline's (at least 5 s)
+    startup_seconds: float = 10.0  # for a run without the frozen loader: wall time before training counts
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class EvaluationSettings:
     command: list[str] = field(default_factory=list)  # {python} and {handoff} are filled in
     timeout: float = 0.0  # seconds; 0 = the budget's timeout
     private: list[str] = field(default_factory=list)  # workspace files only the evaluation may read
+    held_out: list[str] = field(default_factory=list)  # files only a verification's evaluation may read (test split)
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
         command=list(command),
         metric=str(task.get("metric", "val_bpb")),
         direction=direction,
-        budget=Budget(kind=kind, value=value, timeout=timeout),
+        budget=Budget(kind=kind, value=value, timeout=timeout, warmup_seconds=_seconds(budget, "warmup_seconds", 0.0, source),
+                      startup_seconds=_seconds(budget, "startup_seconds", 10.0, source)),
         editable=editable,
         frozen=frozen,
         program=str(task.get("program", "program.md")),
@@ -193,9 +197,11 @@ def _evaluation(table: dict, source: str) -> EvaluationSettings:
         raise ConfigError(f"{source}: [evaluation] command must be a list of strings")
     if command and not any("{handoff}" in part for part in command):
         raise ConfigError(f"{source}: [evaluation] command must name the handed-off model as {{handoff}}")
-    if not isinstance(settings.private, list) or not all(isinstance(p, str) and not Path(p).is_absolute()
-                                                         and ".." not in Path(p).parts for p in settings.private):
-        raise ConfigError(f"{source}: [evaluation] private must be a list of file names inside the workspace")
+    for name in ("private", "held_out"):
+        files = getattr(settings, name)
+        if not isinstance(files, list) or not all(isinstance(p, str) and not Path(p).is_absolute()
+                                                  and ".." not in Path(p).parts for p in files):
+            raise ConfigError(f"{source}: [evaluation] {name} must be a list of file names inside the workspace")
     if not isinstance(settings.timeout, (int, float)) or settings.timeout < 0:
         raise ConfigError(f"{source}: [evaluation] timeout must be a number of seconds >= 0")
     return settings
@@ -244,6 +250,13 @@ def _table(raw: dict, name: str, source: str) -> dict:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: missing [{name}] table")
     return table
+
+
+def _seconds(table: dict, key: str, default: float, source: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{source}: [budget] {key} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 def _positive_number(table: dict, key: str, source: str) -> float:

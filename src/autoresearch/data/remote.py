@@ -42,7 +42,8 @@ CLIMBMIX_BASE_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuf
 CLIMBMIX_URL_ENV = "AUTORESEARCH_CLIMBMIX_URL"
 CLIMBMIX_LAST_SHARD = 6542  # shard_06542.parquet is the last one
 CLIMBMIX_VAL_SHARD = CLIMBMIX_LAST_SHARD  # pinned validation shard, as in the original
-CLIMBMIX_MAX_TRAIN_SHARDS = CLIMBMIX_VAL_SHARD  # shards 0..6541 are for training
+CLIMBMIX_TEST_SHARD = CLIMBMIX_LAST_SHARD - 1  # pinned held-out test shard: only a verification reads it
+CLIMBMIX_MAX_TRAIN_SHARDS = CLIMBMIX_TEST_SHARD  # shards 0..6540 are for training
 
 TINYSTORIES_BASE_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main"
 TINYSTORIES_URL_ENV = "AUTORESEARCH_TINYSTORIES_URL"
@@ -94,6 +95,13 @@ def fetch_climbmix(
         [(f"{url}/{name}", dest_dir / name) for name in val_names + train_names], **download_kwargs
     )
     return paths[len(val_names):], paths[: len(val_names)]
+
+
+def fetch_climbmix_test(dest_dir: Path, *, base_url: str | None = None, **download_kwargs: Any) -> list[Path]:
+    """Download the pinned held-out test shard (`CLIMBMIX_TEST_SHARD`), never used for training."""
+    url = climbmix_base_url(base_url)
+    name = climbmix_shard_name(CLIMBMIX_TEST_SHARD)
+    return download_files([(f"{url}/{name}", Path(dest_dir) / name)], **download_kwargs)
 
 
 def fetch_tinystories(

@@ -67,6 +67,7 @@ class Command:
     limits: Limits = Limits()
     max_log_bytes: int = MAX_LOG_BYTES
     find_strays: bool = True  # look for children that left the process group (a PID namespace kills them itself)
+    pass_fds: tuple[int, ...] = ()  # file descriptors the command inherits (the harness clock's channel)
 
 
 def run_command(command: Command, on_line: Callable[[str], None] | None = None,
@@ -81,7 +82,7 @@ def run_command(command: Command, on_line: Callable[[str], None] | None = None,
     try:
         proc = subprocess.Popen(expand_command(command.argv), cwd=command.cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_rlimits(command.limits))
+                                start_new_session=True, preexec_fn=_rlimits(command.limits), pass_fds=command.pass_fds)
     except OSError as exc:
         log_path.write_text(f"could not start {command.argv[0]}: {exc}\n")
         return RunResult(exit_code=127, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)

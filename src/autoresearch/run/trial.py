@@ -1,11 +1,15 @@
 """Trial: one run of a committed candidate, from a plain spec to a number the harness can trust.
 
 1. train: the task's command in the training sandbox. It sees its checkout read-only, the
-   training data but not the validation split, and may write only its scratch and handoff dirs;
-2. check: frozen files and git refs are as before (put back if not: the run failed);
+   training data but neither the validation nor the test split, and may write only its scratch
+   and handoff dirs. The frozen loader tells the harness's clock what it serves (run/clock.py):
+   the training time that counts is the harness's, never the run's own;
+2. check: frozen files and git refs are as before (put back if not: the run failed), and the
+   handed-off model has not changed since its handoff;
 3. evaluate: with an `[evaluation]` command, the handed-off model is scored in a second sandbox
-   that alone can read the validation data. Its number is the metric; what train.py printed is
-   kept as information only. A model that looks ahead or cannot be read is invalid;
+   that alone can read the validation data (and, for a verification, the held-out test split).
+   Its number is the metric; what train.py printed is kept as information only. A model that
+   looks ahead or cannot be read is invalid;
 4. bind: the result carries its commit, the hashes of the frozen files and data, and the
    environment it ran in.
 """
@@ -23,10 +27,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.core.budget import BudgetReading, measure
 from autoresearch.core.errors import one_line
-from autoresearch.core.hashing import file_sha256
+from autoresearch.core.hashing import directory_sha256, file_sha256
 from autoresearch.core.summary import metric_value, parse_summary
 from autoresearch.core.task import Task
+from autoresearch.run.clock import ClockChannel, Timeline
 from autoresearch.run.process import (
     RUN_MARKER,
     Command,
@@ -42,6 +48,7 @@ from autoresearch.store.workspace import RunPaths, Workspace
 
 LOG_TAIL_LINES = 30
 INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"
+SCORE_TEST = "AUTORESEARCH_SCORE_TEST"  # tells a verification's evaluation to score the test split too
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class RunSpec:
     hide: tuple[Path, ...] = ()  # more directories the run must not see (the main workspace's state)
     guard_refs: bool = True  # compare git refs before and after; put back what the run changed
     coordinator_refs: tuple[str, ...] = ()  # ref prefixes a coordinator moves meanwhile: not the run's doing
+    score_test: bool = False  # a verification: the evaluation also scores the held-out test split
 
 
 @dataclass
@@ -66,6 +74,7 @@ class TrialResult:
     invalid: bool = False  # the model was caught cheating or could not be read
     provenance: dict = field(default_factory=dict)
     wall_seconds: float = 0.0  # training, checks and evaluation together
+    budget: BudgetReading | None = None  # the harness's own figures of the training it measured
 
     @classmethod
     def never_ran(cls, log_path: Path, reason: str) -> TrialResult:
@@ -96,10 +105,13 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
         guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
                          gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
-        run = train(spec, sandbox, marker, on_line)
+        run, timeline = train(spec, sandbox, marker, on_line)
         summary = parse_summary(spec.paths.log.read_text(errors="replace"))
         trusted = bool(spec.task.evaluation.command)
-        failure = check(spec, before) or _training_failure(run, summary, spec.task, trusted)
+        failure = (check(spec, before) or _handoff_changed(spec, timeline)
+                   or _training_failure(run, summary, spec.task, trusted))
+        reading = measure(timeline, spec.task.budget.startup_seconds)
+        summary.update(reading.as_metrics())  # beside what the run says of itself (training_seconds)
         metric, invalid = metric_value(summary, spec.task.metric), False
         if trusted:
             metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, marker)
@@ -110,7 +122,7 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
         spec.paths.pgid.unlink(missing_ok=True)
         shutil.rmtree(spec.paths.scratch, ignore_errors=True)
     return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance,
-                       time.monotonic() - started)
+                       time.monotonic() - started, reading)
 
 
 def _fresh_dirs(spec: RunSpec) -> None:
@@ -122,22 +134,41 @@ def _fresh_dirs(spec: RunSpec) -> None:
     spec.checkout.empty_file.write_bytes(b"")
 
 
-def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> RunResult:
-    """The task's command in the training sandbox."""
+def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> tuple[RunResult, Timeline]:
+    """The task's command in the training sandbox, followed by the harness's clock."""
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
     trusted = bool(task.evaluation.command)
-    env = clean_environment({**spec.env, RUN_MARKER: marker, **_data_env(data),
+    clock = ClockChannel(on_handed_off=lambda: directory_sha256(paths.handoff))
+    env = clean_environment({**spec.env, RUN_MARKER: marker, **_data_env(data), **clock.env(),
                              "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
                              "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
-    private = {ws.root / name: ws.empty_file for name in task.evaluation.private if (ws.root / name).exists()}
+    unseen = [*task.evaluation.private, *task.evaluation.held_out]
+    private = {ws.root / name: ws.empty_file for name in unseen if (ws.root / name).exists()}
     policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state),
-                    bind_files={**_data_files(data, hide_val=trusted), **private},
+                    bind_files={**_data_files(data, hide=("val", "test") if trusted else ("test",)), **private},
                     writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network)
     command = Command(sandbox.wrap(task.command, policy), ws.root, paths.log, task.budget.timeout, env=env,
-                      limits=_limits(task), find_strays=not sandbox.isolates)
-    return run_command(command, on_line=on_line, on_start=record_processes(paths.pgid, marker))
+                      limits=_limits(task), find_strays=not sandbox.isolates, pass_fds=(clock.child_fd,))
+    recorded = record_processes(paths.pgid, marker)
+
+    def on_start(pgid: int) -> None:
+        recorded(pgid)
+        clock.started()
+
+    try:
+        run = run_command(command, on_line=on_line, on_start=on_start)
+    finally:
+        timeline = clock.finish()
+    return run, timeline
+
+
+def _handoff_changed(spec: RunSpec, timeline: Timeline) -> str:
+    """A model written again after its handoff was trained on after the budget: it does not count."""
+    if timeline.handoff_digest and directory_sha256(spec.paths.handoff) != timeline.handoff_digest:
+        return "over budget: the handed-off model changed after its handoff (training went on)"
+    return ""
 
 
 def check(spec: RunSpec, before: _Before) -> str:
@@ -182,9 +213,12 @@ def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
     argv = [part.replace("{handoff}", str(paths.handoff)) for part in task.evaluation.command]
+    held_out = {} if spec.score_test else {ws.root / name: ws.empty_file for name in task.evaluation.held_out
+                                           if (ws.root / name).exists()}
     policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=(paths.handoff,),
-                    bind_files=_data_files(data, hide_val=False))
-    env = clean_environment({RUN_MARKER: marker, **_data_env(data)})  # a restart finds the evaluation too
+                    bind_files={**_data_files(data, hide=() if spec.score_test else ("test",)), **held_out})
+    scoring = {SCORE_TEST: "1"} if spec.score_test else {}
+    env = clean_environment({RUN_MARKER: marker, **_data_env(data), **scoring})  # the marker: a restart finds it
     run = run_command(Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log,
                               task.evaluation.timeout or task.budget.timeout, env=env, limits=_limits(task),
                               find_strays=not sandbox.isolates))
@@ -246,14 +280,13 @@ def _data_env(data: Path | None) -> dict[str, str]:
     return {"AUTORESEARCH_DATA_DIR": str(data)} if data else {}
 
 
-def _data_files(data: Path | None, hide_val: bool) -> dict[Path, Path]:
-    """Prepared data files, placed at the workspace's data path; the validation split left out
-    of the training sandbox when an evaluation scores it."""
+def _data_files(data: Path | None, hide: tuple[str, ...]) -> dict[Path, Path]:
+    """Prepared data files, placed at the workspace's data path, but for the splits named in `hide`
+    (training sees neither validation nor test; the normal evaluation does not see test)."""
     if data is None:
         return {}
     real = data.resolve()
-    return {data / item.name: item for item in sorted(real.iterdir())
-            if not (hide_val and item.name.startswith("val"))}
+    return {data / item.name: item for item in sorted(real.iterdir()) if not (hide and item.name.startswith(hide))}
 
 
 def frozen_hashes(ws: Workspace, task: Task) -> dict[str, str]:

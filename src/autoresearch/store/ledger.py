@@ -257,6 +257,16 @@ class Ledger:
             self._runs = runs
         return runs
 
+    def baseline_warmups(self, branch: str) -> list[float]:
+        """The warm-up the harness measured in each run of the branch's baseline (what bounds the others')."""
+        ids = [e.id for e in self.experiments(branch) if e.incumbent is None and e.status == Status.KEEP]
+        if not ids:
+            return []
+        rows = self.db.execute(f"SELECT metrics_json FROM runs WHERE experiment_id IN ({', '.join('?' * len(ids))})",
+                               ids)
+        values = [json.loads(row[0] or "{}").get("harness_warmup_seconds") for row in rows]
+        return [v for v in values if isinstance(v, (int, float))]
+
     def run_metrics(self, exp_id: int) -> list[float]:
         """The valid metric of every run of one experiment, in order."""
         return list(self._run_values().get(exp_id, []))
@@ -401,6 +411,8 @@ def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
 def _decision_tag(exp: Experiment) -> str:
     """The noise and the decision's margin, short enough for a description column."""
     if exp.status == "crash":
+        if exp.metrics.get("over_budget"):
+            return " [over budget]"
         return " [invalid: caught by the evaluation]" if exp.metrics.get("invalid") else ""
     runs, sigma, margin = exp.metrics.get("runs"), exp.metrics.get("sigma"), exp.metrics.get("margin")
     parts = []

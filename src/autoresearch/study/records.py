@@ -12,6 +12,7 @@ import shutil
 import statistics
 from dataclasses import dataclass, field
 
+from autoresearch.core.budget import over_budget, warmup_bound
 from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
@@ -38,6 +39,7 @@ class Candidate:
     evidence: Evidence | None = None
     last: TrialResult | None = None
     slot: str = ""
+    over_budget: str = ""  # why its last run did not count: over the budget by the harness's clock
 
     def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
         self.change = classify_change(self.diff)
@@ -67,16 +69,32 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     candidate.runs += 1
     candidate.wall += trial.wall_seconds
     candidate.last = trial
-    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(trial.metric, trial.summary, run.exit_code, run.timed_out,
+    failure = trial.failure or _over_budget(task, ledger, candidate, trial)
+    metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
+    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(metric, trial.summary, run.exit_code, run.timed_out,
                                                                run.wall_seconds, ws.relative(run.log_path)))
-    if trial.metric is not None and not trial.failure:
-        candidate.values.append(trial.metric)
+    if metric is not None:
+        candidate.values.append(metric)
     sigma, dof = pooled_sigma(ledger.run_groups())
     memory = trial.summary.get("peak_vram_mb", 0.0)
     candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, candidate.change,
                                   memory / 1024 if isinstance(memory, float) else 0.0, candidate.lines_added,
                                   candidate.lines_removed)
-    return judge(task, candidate.evidence, trial.failure)
+    return judge(task, candidate.evidence, failure)
+
+
+def _over_budget(task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> str:
+    """The harness's clock against the budget; the warm-up bound comes from the branch's baseline."""
+    if trial.budget is None:
+        return ""
+    bound = None
+    if candidate.against is not None:
+        bound = warmup_bound(task.budget.warmup_seconds, ledger.baseline_warmups(candidate.against.branch))
+    reason = over_budget(trial.budget, task.budget.kind, task.budget.value, bound)
+    if reason:
+        candidate.over_budget = reason
+        trial.summary[f"over_budget_{task.metric}"] = trial.metric
+    return reason
 
 
 def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decision) -> ExperimentResult:
@@ -92,6 +110,8 @@ def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decisio
                    lines_added=evidence.lines_added, lines_removed=evidence.lines_removed, provenance=trial.provenance)
     if trial.invalid:
         summary["invalid"] = trial.failure
+    if candidate.over_budget:
+        summary["over_budget"] = candidate.over_budget
     incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
     ledger.finish(candidate.exp_id, Outcome(decision.status, mean, incumbent_metric, summary, decision.reason,
                                             trial.run.exit_code, trial.run.timed_out, candidate.wall))

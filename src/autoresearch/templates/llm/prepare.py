@@ -4,6 +4,8 @@ edit this file (the harness checks its hash), so every experiment is measured th
 
 The data itself is made once by `autoresearch prepare` (download, BPE tokenizer, token arrays) and
 read here from the prepared directory. Constants come from autoresearch.toml, which is frozen too.
+Under the harness, the loader and the evaluation tell the harness's clock what they do (each batch
+served, each budget check, the handoff): the training time that counts is measured by the harness.
 """
 
 import json
@@ -18,6 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+try:  # the harness's clock: it stamps these messages itself (nothing is sent outside the harness)
+    from autoresearch.run.clock import tell as _tell_harness
+except ImportError:
+    def _tell_harness(kind, value=None):
+        pass
 
 HERE = Path(__file__).resolve().parent
 with open(HERE / "autoresearch.toml", "rb") as _f:
@@ -47,6 +55,7 @@ BOS_ID = int(META["bos_id"])
 
 def budget_progress(training_seconds, tokens, flops):
     """Share of the training budget spent so far (stop training at 1.0)."""
+    _tell_harness("step")
     spent = {"seconds": training_seconds, "tokens": tokens, "flops": flops}[BUDGET_KIND]
     return spent / BUDGET
 
@@ -84,16 +93,18 @@ def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=0):
             if pin:
                 batch = batch.pin_memory()
             batch = batch.to(device, non_blocking=True)
+            _tell_harness("batch", batch_size * seq_len)
             yield batch[:, :-1], batch[:, 1:], epoch
 
 
 # ---------------------------------------------------------------------------
 # Evaluation: validation bits per byte, independent of the vocabulary size.
 
-def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu"):
-    """Consecutive windows over the validation tokens so that every target is scored exactly once.
-    Batches always have batch_size rows (padding targets are -1) so compiled models see one shape."""
-    tokens = np.asarray(_tokens("val"), dtype=np.int64)
+def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", split="val"):
+    """Consecutive windows over the validation tokens (or the held-out test tokens, which only a
+    verification's evaluation can read) so that every target is scored exactly once. Batches
+    always have batch_size rows (padding targets are -1) so compiled models see one shape."""
+    tokens = np.asarray(_tokens(split), dtype=np.int64)
     if EVAL_TOKENS:
         tokens = tokens[:EVAL_TOKENS + 1]
     n_targets = len(tokens) - 1
@@ -125,19 +136,21 @@ def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
     device = next(model.parameters()).device
     if handoff:
         from autoresearch.run.handoff import export_model
+        _tell_harness("handoff")  # training is over: the harness's clock stops here
         example = torch.full((batch_size, seq_len), BOS_ID, dtype=torch.int64, device=device)  # only its shape matters
         export_model(model, example, handoff)
+        _tell_harness("handed-off")
         print(f"model handed off for the harness's evaluation ({handoff})", flush=True)
         return None
     return score_bpb(model, batch_size, seq_len, device)
 
 
 @torch.no_grad()
-def score_bpb(forward, batch_size, seq_len, device, on_batch=None):
+def score_bpb(forward, batch_size, seq_len, device, on_batch=None, split="val"):
     token_bytes = get_token_bytes(device)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    for i, (x, y) in enumerate(validation_batches(batch_size, seq_len, device)):
+    for i, (x, y) in enumerate(validation_batches(batch_size, seq_len, device, split)):
         logits = forward(x).float()
         if on_batch is not None:
             on_batch(i, x, logits)
@@ -185,8 +198,13 @@ def evaluate_handoff(handoff):
     if not math.isfinite(val_bpb):
         print(f"invalid: the model's predictions are not finite (val_bpb {val_bpb})", flush=True)
         sys.exit(3)
+    test_bpb = None
+    if os.environ.get("AUTORESEARCH_SCORE_TEST") and (DATA_DIR / "test.bin").exists():  # a verification only
+        test_bpb = score_bpb(forward, batch_size, seq_len, device, split="test")
     print("---")
     print(f"val_bpb:          {val_bpb:.6f}")
+    if test_bpb is not None:
+        print(f"test_bpb:         {test_bpb:.6f}")
     print(f"eval_seconds:     {time.time() - t0:.1f}")
     print("causality:        ok")
 

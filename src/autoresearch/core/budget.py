@@ -1,0 +1,116 @@
+"""The budget as the harness measures it, and when a run is over it.
+
+`measure` turns the harness's stamped timeline of a run (run/clock.py) into training seconds:
+from the first batch the frozen loader served to the handoff, less the warm-up (the leading
+batches that took far longer than the run's steady pace: compiling, allocating). A run that
+never used the frozen loader gets the harness's wall time less a start-up allowance; one that
+never handed off trains until its process ends.
+
+`over_budget` says why a run is over budget, or "". A run may pass the budget by its tolerance
+(max(1 s, 5 %)) plus two of its own steps (the untimed first one and the last one, which ends
+past the budget), together at most max(10 % of the budget, 2.5 s); its warm-up is not counted up
+to the bound (what the baseline needed, twice, at least 5 s; or `[budget] warmup_seconds`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+SLOW = 4.0  # a batch interval this many times the steady one is warm-up, not training
+TOLERANCE_S, TOLERANCE_SHARE = 1.0, 0.05
+STEP_SHARE, STEP_FLOOR_S = 0.10, 2.5  # two steps' allowance, at most this share of the budget (or 2.5 s)
+WARMUP_FLOOR_S = 5.0
+
+
+@dataclass(frozen=True)
+class BudgetReading:
+    """The harness's figures of one run (seconds of its own clock, tokens the frozen loader served)."""
+    source: str  # "loader": from the batches it served; "wall": the run did not use the frozen loader
+    training_seconds: float  # first batch (or start + allowance) -> handoff (or the end of the process)
+    warmup_seconds: float  # the leading slow batches, not counted as training (up to the bound)
+    step_seconds: float  # the longest gap between budget checks after the warm-up (0 when none)
+    tokens: int  # served before the handoff
+    step_tokens: int  # median tokens served between two budget checks
+    batches_after_handoff: int
+    handed_off: bool
+
+    def as_metrics(self) -> dict:
+        return {"harness_training_seconds": round(self.training_seconds, 2),
+                "harness_warmup_seconds": round(self.warmup_seconds, 2),
+                "harness_step_seconds": round(self.step_seconds, 3), "harness_tokens": self.tokens,
+                "harness_clock": self.source}
+
+
+def measure(timeline, startup_seconds: float) -> BudgetReading:
+    """The budget figures of a run from what the harness stamped (a clock.Timeline)."""
+    end = timeline.handoff if timeline.handoff is not None else timeline.ended
+    batches = [t for t, _ in timeline.batches]
+    if not batches:
+        wall = max(0.0, end - timeline.started - startup_seconds)
+        return BudgetReading("wall", wall, 0.0, 0.0, 0, 0, 0, timeline.handoff is not None)
+    before = [(t, n) for t, n in timeline.batches if t <= end]
+    warmup, warm_end = _warmup(batches)
+    steps = [t for t in timeline.steps if warm_end <= t <= end]
+    step = max((b - a for a, b in zip(steps, steps[1:])), default=0.0)
+    return BudgetReading("loader", end - batches[0], warmup, step, sum(n for _, n in before),
+                         _step_tokens(timeline.batches, steps), len(timeline.batches) - len(before),
+                         timeline.handoff is not None)
+
+
+def _warmup(batches: list[float]) -> tuple[float, float]:
+    """The excess time of the leading batch intervals that are far slower than the steady pace,
+    and when the warm-up ended."""
+    gaps = [b - a for a, b in zip(batches, batches[1:])]
+    if not gaps:
+        return 0.0, batches[0]
+    steady = statistics.median(gaps[len(gaps) // 2:])  # the pace of the second half
+    excess, end = 0.0, batches[0]
+    for gap, arrival in zip(gaps, batches[1:]):
+        if gap <= SLOW * steady:
+            break
+        excess, end = excess + gap - steady, arrival
+    return excess, end
+
+
+def _step_tokens(batches: list[tuple[float, int]], steps: list[float]) -> int:
+    if len(steps) < 2:
+        return 0
+    counts = [sum(n for t, n in batches if a < t <= b) for a, b in zip(steps, steps[1:])]
+    counts = [c for c in counts if c]
+    return int(statistics.median(counts)) if counts else 0
+
+
+def warmup_bound(setting: float, baseline_warmups: list[float]) -> float | None:
+    """How much warm-up a candidate may leave uncounted: the setting, or twice what the baseline
+    needed (at least 5 s). None for the baseline itself, whose warm-up defines the bound."""
+    if setting > 0:
+        return setting
+    if not baseline_warmups:
+        return None
+    return max(WARMUP_FLOOR_S, 2 * max(baseline_warmups))
+
+
+def over_budget(reading: BudgetReading, kind: str, value: float, bound: float | None) -> str:
+    """Why this run is over its budget, or "" when it is not (the budget of `kind` and `value`)."""
+    if reading.batches_after_handoff:
+        return f"over budget: {reading.batches_after_handoff} batches served after the handoff (training went on)"
+    if kind == "tokens" and reading.source == "loader":
+        allowed = value * (1 + TOLERANCE_SHARE) + 2 * reading.step_tokens
+        if reading.tokens > allowed:
+            return (f"over budget: {reading.tokens:,} tokens served by the harness's count for a {value:,.0f}-token "
+                    f"budget (allowed {allowed:,.0f})")
+        return ""
+    if kind != "seconds":
+        return ""  # a flops budget is counted by the run; the harness records the tokens it served
+    warmup = reading.warmup_seconds if bound is None else min(reading.warmup_seconds, bound)
+    training = reading.training_seconds - warmup
+    steps = min(2 * reading.step_seconds, max(STEP_SHARE * value, STEP_FLOOR_S))
+    allowed = value + steps + max(TOLERANCE_S, TOLERANCE_SHARE * value)
+    if training <= allowed:
+        return ""
+    counted = f"; {warmup:.1f} s of warm-up not counted" if warmup else ""
+    excess = reading.warmup_seconds - warmup
+    beyond = f", {excess:.1f} s more warm-up than the {bound:.1f} s bound" if excess > 0 else ""
+    return (f"over budget: {training:.1f} s of training by the harness clock for a {value:g} s budget "
+            f"(allowed {allowed:.1f} s{counted}{beyond})")

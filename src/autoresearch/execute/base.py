@@ -30,6 +30,7 @@ class Job:
     run: int  # 1 for the first run of the candidate, 2.. for the judge's reruns
     commit: str
     log_path: Path  # where the run's log must end up in the workspace (its other files go beside it)
+    score_test: bool = False  # a verification's run: the evaluation scores the held-out test split too
 
 
 @dataclass

@@ -100,7 +100,8 @@ class LocalExecutor:
         try:
             prepare_worktree(self.workspace, slot.path, job.commit)
             spec = RunSpec(Workspace(slot.path), self.task, job.commit, RunPaths(job.log_path), env=slot.env,
-                           hide=(self.workspace.state,), coordinator_refs=self.coordinator_refs)
+                           hide=(self.workspace.state,), coordinator_refs=self.coordinator_refs,
+                           score_test=job.score_test)
             trial = run_trial(spec, on_line)
         except Exception as exc:  # a broken slot is a crashed run, never a dead coordinator
             trial = TrialResult.never_ran(job.log_path, f"slot {slot.name} could not run it: {type(exc).__name__}: {exc}")

@@ -70,7 +70,8 @@ class RayExecutor:
             self._bundles[job.commit] = self.ray.put(_bundle(self.workspace, job.commit))
             while len(self._bundles) > 2 * self.capacity:
                 del self._bundles[next(iter(self._bundles))]  # the oldest
-        work = WorkerJob(job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run, secrets.token_hex(8))
+        work = WorkerJob(job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run, secrets.token_hex(8),
+                         job.score_test)
         ref = self._remote.remote(self._bundles[job.commit], work)
         self._pending[ref] = job
 
@@ -119,6 +120,7 @@ class WorkerJob:
     exp_id: int
     run: int
     token: str  # tells this job's attempts apart on a node
+    score_test: bool = False
 
 
 def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
@@ -143,7 +145,8 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
         paths = RunPaths(checkout.run_dir(exp_id) / log_name)
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
         extra = {RUN_MARKER: f"ray-{exp_id}-{run}-{attempt}"} | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
-        trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False))
+        trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False,
+                                  score_test=work.score_test))
         log = paths.log.read_text(errors="replace") if paths.log.exists() else ""
     return {"trial": trial, "log": log, "node": platform.node(), "attempt": attempt}
 

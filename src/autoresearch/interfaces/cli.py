@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoresearch", description="An autonomous research loop for ML code.")
     parser.add_argument("--version", action="version", version=f"autoresearch {__version__}")
     sub = parser.add_subparsers(title="commands")
-    for add in (_init_parser, _prepare_parser, _exp_parser, _run_parser, _export_parser, _history_parser,
-                _report_parser, _dashboard_parser, _mcp_parser, _status_parser):
+    for add in (_init_parser, _prepare_parser, _exp_parser, _run_parser, _verify_parser, _export_parser,
+                _history_parser, _report_parser, _dashboard_parser, _mcp_parser, _status_parser):
         add(sub)
     return parser
 
@@ -103,6 +103,20 @@ def _run_parser(sub) -> None:
     p.add_argument("--gpus", help="GPUs for local slots, e.g. 0,1,2,3 (default: every visible GPU)")
     p.add_argument("--address", default="auto", help="Ray cluster address (default: auto, a running `ray start` cluster)")
     p.set_defaults(handler=cmd_run)
+
+
+def _verify_parser(sub) -> None:
+    p = sub.add_parser("verify", help="re-measure the study's claims: records checked, baseline vs best rerun "
+                                      "interleaved on validation and the held-out test split")
+    _workspace_flag(p)
+    p.add_argument("--runs", type=int, default=3, help="runs of each side (default 3)")
+    p.add_argument("--baseline", default="", help="a commit or ref to measure against (default: the baseline)")
+    p.add_argument("--best", default="", help="a commit or ref to measure (default: the best kept commit)")
+    p.add_argument("--ablate", action="store_true", help="also the best with each kept change taken out in turn")
+    p.add_argument("--records-only", action="store_true", help="check the record only, run nothing")
+    p.add_argument("--json", action="store_true", help="the whole result as JSON, for programs")
+    p.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    p.set_defaults(handler=cmd_verify)
 
 
 def _export_parser(sub) -> None:
@@ -291,6 +305,33 @@ def _say_what_the_sandbox_does_not_enforce(task) -> None:
     if missing:
         print(f"autoresearch: no bubblewrap sandbox here (Linux: apt install bubblewrap); not enforced: "
               f"{'; '.join(missing)}", file=sys.stderr)
+
+
+def cmd_verify(args) -> int:
+    from autoresearch.core.events import EventBus
+    from autoresearch.execute.local import LocalExecutor, plan_slots
+    from autoresearch.interfaces.plain import PlainPrinter
+    from autoresearch.interfaces.verification import render
+    from autoresearch.study.verify import Verifier, VerifyOptions
+
+    if args.runs < 1:
+        raise UserError(f"--runs must be at least 1, not {args.runs}")
+    ws = Workspace.find(args.workspace)
+    task = ws.task()
+    bus = EventBus()
+    options = VerifyOptions(runs=args.runs, baseline=args.baseline, best=args.best, ablate=args.ablate,
+                            records_only=args.records_only)
+    with ExitStack() as stack:
+        if not args.json:
+            live = _live_view_wanted(args)
+            bus.subscribe(stack.enter_context(_live_view(task)) if live else PlainPrinter(write=_stderr))
+        result = Verifier(ws, LocalExecutor(ws, task, plan_slots(1)), options, bus).run()
+    print(json.dumps(result, indent=2) if args.json else "\n".join(render(result)))
+    return 1 if result["problems"] else 0
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def cmd_export(args) -> int:

@@ -38,6 +38,7 @@ def read_state(workspace: Workspace) -> dict:
     with ws.open_ledger(readonly=True) as ledger:
         rows = ledger.experiments()
         proposal = ledger.latest_reasoning()
+        verified = ledger.verifications()
     direction = _direction(ws)
     finished = [e for e in rows if e.status != Status.RUNNING]
     experiments = [dict(_item(e), best=b) for e, b in zip(finished, best_so_far(finished, direction))]
@@ -46,7 +47,15 @@ def read_state(workspace: Workspace) -> dict:
     sigma = next((e.metrics["sigma"] for e in reversed(finished) if e.metrics.get("sigma") is not None), None)
     return {"experiments": experiments, "running": running, "best": kept[-1] if kept else None,
             "reasoning": (f"{proposal['description']}\n\n{proposal['reasoning']}" if proposal else ""),
-            "sigma": sigma, "direction": direction}
+            "sigma": sigma, "direction": direction, "verification": _verified(verified)}
+
+
+def _verified(verifications: list[dict]) -> dict | None:
+    """The latest verification's figures, beside the claim they re-measured."""
+    if not verifications:
+        return None
+    result = verifications[-1]["result"]
+    return {key: result.get(key) for key in ("reported_gain", "gain", "runs_per_side", "problems", "baseline", "best")}
 
 
 def _item(e) -> dict:

@@ -80,6 +80,7 @@ class Results:
     title: str
     metric: str = "val_bpb"
     direction: str = "minimize"
+    verification: dict | None = None  # the latest `autoresearch verify` of the branch
 
 
 def running_best(rows: list[Row], direction: str = "minimize") -> list[float | None]:
@@ -173,6 +174,7 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
 <span><b>{counts['discard']}</b> discarded</span><span><b>{counts['crash']}</b> crashed</span>
 <span>{esc(results.metric)} {esc(improvement)}</span><span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
 <div class="plot">{svg.read_text() if svg.exists() else ""}</div>
+{verified_html(results.verification)}
 <h2>Biggest gains</h2><ol>{gain_items}</ol>
 {proposer_table(rows)}
 <h2>All experiments</h2>
@@ -182,6 +184,15 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
 """
     out.write_text(page)
     return out
+
+
+def verified_html(verification: dict | None) -> str:
+    """The claims re-measured: `autoresearch verify`'s figures beside what the study reported."""
+    if not verification:
+        return "<h2>Verified</h2><p>not yet: <code>autoresearch verify</code> re-measures the claims</p>"
+    from autoresearch.interfaces.verification import render
+
+    return "<h2>Verified</h2><pre>" + html.escape("\n".join(render(verification))) + "</pre>"
 
 
 def proposer_table(rows: list[Row]) -> str:
@@ -205,7 +216,10 @@ def load_results(source: Path) -> Results:
     if source.is_dir() and Workspace(source).has_ledger():
         ws = Workspace(source)
         task = ws.task()
-        return Results(read_workspace(ws), f"autoresearch: {source.name}", task.metric, task.direction)
+        with ws.open_ledger(readonly=True) as ledger:
+            verified = ledger.verifications(ws.branch())
+        return Results(read_workspace(ws), f"autoresearch: {source.name}", task.metric, task.direction,
+                       verified[-1]["result"] if verified else None)
     if source.is_dir() and (source / "results.tsv").exists():
         return Results(read_results_tsv(source / "results.tsv"), f"autoresearch: {source.name}")
     if source.is_file():

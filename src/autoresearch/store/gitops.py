@@ -78,7 +78,8 @@ def changed_paths(repo: Path, paths: list[str]) -> list[str]:
 
 
 def diff(repo: Path, parent: str, commit: str) -> str:
-    return git(repo, "diff", parent, commit)
+    """The exact patch (not stripped: a trailing blank context line belongs to it)."""
+    return git(repo, "diff", parent, commit, strip=False)
 
 
 def reset_branch(repo: Path, commit: str) -> None:
@@ -106,6 +107,28 @@ def commit_files(repo: Path, parent: str, files: dict[str, str], message: str) -
             git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", extra_env=env)
         tree = git(repo, "write-tree", extra_env=env)
         return git(repo, "commit-tree", tree, "-p", parent, "-m", message, extra_env=env)
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def revert_onto(repo: Path, base: str, change: tuple[str, str], message: str) -> str | None:
+    """A commit on top of `base` with the change from `change` = (parent, commit) taken back out,
+    made without touching the working tree; None when that change cannot come out on its own (the
+    lines it changed were changed again later). The patch has no context lines, so a neighbour
+    changed later does not stand in the way."""
+    patch = git(repo, "diff", "-U0", *change, strip=False)
+    index = Path(git(repo, "rev-parse", "--git-dir"))
+    index = (index if index.is_absolute() else repo / index) / f"autoresearch-revert-{os.getpid()}"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        git(repo, "read-tree", base, extra_env=env)
+        applied = subprocess.run(["git", "-C", str(repo), "apply", "--cached", "--unidiff-zero", "-R", "-"],
+                                 input=patch,
+                                 capture_output=True, text=True, env={**os.environ, **env})
+        if applied.returncode != 0:
+            return None
+        tree = git(repo, "write-tree", extra_env=env)
+        return git(repo, "commit-tree", tree, "-p", base, "-m", message, extra_env=env)
     finally:
         index.unlink(missing_ok=True)
 

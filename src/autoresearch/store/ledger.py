@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS proposals (
     fix_of        INTEGER,                    -- the crashed experiment a fix is for
     created_at    REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS verifications (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    branch        TEXT NOT NULL,
+    baseline      TEXT NOT NULL,              -- the two commits re-measured against each other
+    best          TEXT NOT NULL,
+    result_json   TEXT NOT NULL DEFAULT '{}', -- runs, gains with their intervals, record checks, ablation
+    created_at    REAL NOT NULL,
+    finished_at   REAL
+);
 """
 
 
@@ -305,6 +314,33 @@ class Ledger:
         if branch:
             query, args = query + " AND branch = ?", [*args, branch]
         return [dict(row) for row in self.db.execute(query + " ORDER BY id", args)]
+
+    def runs(self, exp_id: int) -> list[dict]:
+        """Every run of one experiment: n, metric, metrics, log path, exit code."""
+        rows = self.db.execute("SELECT n, metric, metrics_json, log_path, exit_code, wall_seconds FROM runs"
+                               " WHERE experiment_id = ? ORDER BY n", (exp_id,))
+        return [{**dict(row), "metrics": json.loads(row["metrics_json"] or "{}")} for row in rows]
+
+    def start_verification(self, branch: str, baseline: str, best: str) -> int:
+        cur = self._write("INSERT INTO verifications (branch, baseline, best, created_at) VALUES (?, ?, ?, ?)",
+                          (branch, baseline, best, time.time()))
+        return int(cur.lastrowid)
+
+    def finish_verification(self, verification: int, result: dict) -> None:
+        self._write("UPDATE verifications SET result_json = ?, finished_at = ? WHERE id = ?",
+                    (json.dumps(result), time.time(), verification))
+
+    def verifications(self, branch: str | None = None) -> list[dict]:
+        """Finished verifications, oldest first, with their results."""
+        if not self._has_table("verifications"):
+            return []
+        query = "SELECT * FROM verifications WHERE finished_at IS NOT NULL" + (" AND branch = ?" if branch else "")
+        rows = self.db.execute(query + " ORDER BY id", (branch,) if branch else ())
+        return [{**dict(row), "result": json.loads(row["result_json"])} for row in rows]
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+            is not None
 
     def latest_reasoning(self) -> dict | None:
         """The newest proposal that gave its reasoning (what the dashboard shows of the agent)."""

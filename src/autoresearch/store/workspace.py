@@ -11,6 +11,7 @@ state directory:
                   runs/NNNNN/    one experiment's runs: run.log, run2.log (reruns), eval.log, handoff, scratch, pgid
                   slots/NAME/    a slot's git worktree, where its runs happen (never the workspace itself)
                   cache/         compile caches carried from one run to the next (inductor, triton)
+                  verify/NNNN/   the runs of one `autoresearch verify`
                   report/ mlruns/ exports
 
 Experiments happen on the research branch `autoresearch/<tag>`. A candidate is a commit made on
@@ -122,6 +123,9 @@ class Workspace:
         """What private files look like to training (an empty file; a device node would not open)."""
         return self.state / "empty"
 
+    def verify_dir(self, verification: int) -> Path:
+        return self.state / "verify" / f"{verification:04d}"
+
     def run_dir(self, exp_id: int) -> Path:
         return self.state / "runs" / f"{exp_id:05d}"
 
@@ -220,6 +224,12 @@ class Workspace:
     def save_attempt(self, exp_id: int, commit: str) -> str:
         """Keep an attempt's commit reachable under refs/autoresearch/attempts/NNNNN."""
         return gitops.save_attempt_ref(self.root, f"{exp_id:05d}", commit)
+
+    def revert_onto(self, base: str, change: tuple[str, str], message: str) -> str | None:
+        return gitops.revert_onto(self.root, base, change, message)
+
+    def resolve(self, ref: str) -> str:
+        return gitops.git(self.root, "rev-parse", "--verify", f"{ref}^{{commit}}")
 
     def diff(self, parent: str, commit: str) -> str:
         return gitops.diff(self.root, parent, commit) if commit != parent else ""

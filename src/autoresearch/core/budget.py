@@ -7,8 +7,9 @@ never used the frozen loader gets the harness's wall time less a start-up allowa
 never handed off trains until its process ends.
 
 `over_budget` says why a run is over budget, or "". A run may pass the budget by its tolerance
-(max(1 s, 5 %)) plus two of its own steps (the untimed first one and the last one, which ends
-past the budget), together at most max(10 % of the budget, 2.5 s); its warm-up is not counted up
+(max(1 s, 5 %)) plus two of its own steps: the first one, which the run does not time, and the
+last one, which ends past the budget; each counts at most three times the run's median step, so
+work moved into the first step or a last step of its own counts. The warm-up is not counted up
 to the bound (what the baseline needed, twice, at least 5 s; or `[budget] warmup_seconds`).
 """
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+OVER_BUDGET = "over budget"  # how every reason of this kind begins (the trial's and this module's)
 SLOW = 4.0  # a batch interval this many times the steady one is warm-up, not training
 TOLERANCE_S, TOLERANCE_SHARE = 1.0, 0.05
-STEP_SHARE, STEP_FLOOR_S = 0.10, 2.5  # two steps' allowance, at most this share of the budget (or 2.5 s)
+STEP_LIMIT = 3.0  # the first and the last step are allowed up to this many median steps
 WARMUP_FLOOR_S = 5.0
 
 
@@ -29,7 +31,9 @@ class BudgetReading:
     source: str  # "loader": from the batches it served; "wall": the run did not use the frozen loader
     training_seconds: float  # first batch (or start + allowance) -> handoff (or the end of the process)
     warmup_seconds: float  # the leading slow batches, not counted as training (up to the bound)
-    step_seconds: float  # the longest gap between budget checks after the warm-up (0 when none)
+    step_seconds: float  # the median gap between budget checks (one a step), 0 when there were none
+    first_step_seconds: float  # from the first batch to the end of the first step, less the warm-up
+    last_step_seconds: float  # the longest gap between budget checks after the first step
     tokens: int  # served before the handoff
     step_tokens: int  # median tokens served between two budget checks
     batches_after_handoff: int
@@ -41,6 +45,11 @@ class BudgetReading:
                 "harness_step_seconds": round(self.step_seconds, 3), "harness_tokens": self.tokens,
                 "harness_clock": self.source}
 
+    def allowed_steps(self) -> float:
+        """The two steps a run may spend beyond its budget, each at most STEP_LIMIT median steps."""
+        limit = STEP_LIMIT * self.step_seconds
+        return min(self.first_step_seconds, limit) + min(self.last_step_seconds, limit)
+
 
 def measure(timeline, startup_seconds: float) -> BudgetReading:
     """The budget figures of a run from what the harness stamped (a clock.Timeline)."""
@@ -48,14 +57,16 @@ def measure(timeline, startup_seconds: float) -> BudgetReading:
     batches = [t for t, _ in timeline.batches]
     if not batches:
         wall = max(0.0, end - timeline.started - startup_seconds)
-        return BudgetReading("wall", wall, 0.0, 0.0, 0, 0, 0, timeline.handoff is not None)
+        return BudgetReading("wall", wall, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, timeline.handoff is not None)
     before = [(t, n) for t, n in timeline.batches if t <= end]
-    warmup, warm_end = _warmup(batches)
-    steps = [t for t in timeline.steps if warm_end <= t <= end]
-    step = max((b - a for a, b in zip(steps, steps[1:])), default=0.0)
-    return BudgetReading("loader", end - batches[0], warmup, step, sum(n for _, n in before),
-                         _step_tokens(timeline.batches, steps), len(timeline.batches) - len(before),
-                         timeline.handoff is not None)
+    warmup, _ = _warmup(batches)
+    steps = [t for t in timeline.steps if batches[0] <= t <= end]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    # the template asks once before its first step, then once after each: gap 0 is the first step
+    first = max(0.0, gaps[0] - warmup) if gaps else 0.0
+    return BudgetReading("loader", end - batches[0], warmup, statistics.median(gaps) if gaps else 0.0, first,
+                         max(gaps[1:], default=0.0), sum(n for _, n in before), _step_tokens(timeline.batches, steps),
+                         len(timeline.batches) - len(before), timeline.handoff is not None)
 
 
 def _warmup(batches: list[float]) -> tuple[float, float]:
@@ -105,8 +116,7 @@ def over_budget(reading: BudgetReading, kind: str, value: float, bound: float | 
         return ""  # a flops budget is counted by the run; the harness records the tokens it served
     warmup = reading.warmup_seconds if bound is None else min(reading.warmup_seconds, bound)
     training = reading.training_seconds - warmup
-    steps = min(2 * reading.step_seconds, max(STEP_SHARE * value, STEP_FLOOR_S))
-    allowed = value + steps + max(TOLERANCE_S, TOLERANCE_SHARE * value)
+    allowed = value + reading.allowed_steps() + max(TOLERANCE_S, TOLERANCE_SHARE * value)
     if training <= allowed:
         return ""
     counted = f"; {warmup:.1f} s of warm-up not counted" if warmup else ""

@@ -12,7 +12,7 @@ import shutil
 import statistics
 from dataclasses import dataclass, field
 
-from autoresearch.core.budget import over_budget, warmup_bound
+from autoresearch.core.budget import OVER_BUDGET, over_budget, warmup_bound
 from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
@@ -70,6 +70,7 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     candidate.wall += trial.wall_seconds
     candidate.last = trial
     failure = trial.failure or _over_budget(task, ledger, candidate, trial)
+    candidate.over_budget = failure if failure.startswith(OVER_BUDGET) else ""
     metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
     ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(metric, trial.summary, run.exit_code, run.timed_out,
                                                                run.wall_seconds, ws.relative(run.log_path)))
@@ -92,8 +93,7 @@ def _over_budget(task: Task, ledger: Ledger, candidate: Candidate, trial: TrialR
         bound = warmup_bound(task.budget.warmup_seconds, ledger.baseline_warmups(candidate.against.branch))
     reason = over_budget(trial.budget, task.budget.kind, task.budget.value, bound)
     if reason:
-        candidate.over_budget = reason
-        trial.summary[f"over_budget_{task.metric}"] = trial.metric
+        trial.summary[f"over_budget_{task.metric}"] = trial.metric  # what it would have scored: information only
     return reason
 
 

@@ -49,10 +49,11 @@ print(f"val_bpb: {{value:.6f}}")
 '''
 
 
-def objective(source: str, rng: random.Random) -> float:
-    """A bowl over the knobs X0..X7 with its minimum (2.0) away from the start (2.198), plus noise."""
+def objective(source: str, rng: random.Random | None, noise: float = NOISE) -> float:
+    """A bowl over the knobs X0..X7 with its minimum (2.0) away from the start (2.198), plus noise
+    (none without `rng`: the true value)."""
     x = [float(re.search(rf"^X{i} = (\S+)", source, re.M).group(1)) for i in range(len(OPTIMUM))]
-    return 2.0 + 0.02 * sum((a - b) ** 2 for a, b in zip(x, OPTIMUM)) + rng.gauss(0, NOISE)
+    return 2.0 + 0.02 * sum((a - b) ** 2 for a, b in zip(x, OPTIMUM)) + (rng.gauss(0, noise) if rng else 0.0)
 
 
 def part1(root: Path, seconds: float, experiments: int) -> None:
@@ -79,15 +80,15 @@ def part1(root: Path, seconds: float, experiments: int) -> None:
 class SimulatedExecutor:
     """Virtual slots: a run 'takes' a random virtual duration and returns a synthetic metric."""
 
-    def __init__(self, ws: Path, slots: int, seed: int = 0):
-        self.ws, self.capacity = ws, slots
+    def __init__(self, ws: Path, slots: int, seed: int = 0, noise: float = NOISE):
+        self.ws, self.capacity, self.noise = ws, slots, noise
         self.rng = random.Random(seed)
         self.clock = 0.0
         self.queue: list = []
 
     def submit(self, job: Job) -> None:
         source = gitops.file_at(self.ws, job.commit, "train.py").decode()
-        value = objective(source, self.rng)
+        value = objective(source, self.rng, self.noise)
         finish = self.clock + 300 * self.rng.lognormvariate(0, 0.3)  # about a 5-minute budget each
         heapq.heappush(self.queue, (finish, job.exp_id, job.run, job, value))
 
@@ -105,14 +106,20 @@ class SimulatedExecutor:
         pass
 
 
-def part2(root: Path, experiments: int, slots: int) -> None:
-    print(f"\nPart 2: {experiments} experiments on {slots} virtual slots, synthetic objective of 8 knobs "
-          f"(start 2.198, optimum 2.000, noise sd {NOISE})")
-    ws = stub_workspace(root, "simulation", 'command = ["{python}", "objective.py"]',
+def simulation_workspace(root: Path, name: str, extra_toml: str = "") -> Path:
+    """The synthetic task: train.py declares the 8 knobs, a frozen objective.py scores them."""
+    ws = stub_workspace(root, name, 'command = ["{python}", "objective.py"]', extra_toml=extra_toml,
                         files={"objective.py": OBJECTIVE, "train.py": f"# a synthetic objective of these knobs\n{KNOBS}\n"})
     toml = ws / "autoresearch.toml"
     toml.write_text(toml.read_text().replace('frozen = ["prepare.py"', 'frozen = ["objective.py", "prepare.py"'))
     commit_all(ws, "objective is frozen")
+    return ws
+
+
+def part2(root: Path, experiments: int, slots: int) -> None:
+    print(f"\nPart 2: {experiments} experiments on {slots} virtual slots, synthetic objective of 8 knobs "
+          f"(start 2.198, optimum 2.000, noise sd {NOISE})")
+    ws = simulation_workspace(root, "simulation")
     executor = SimulatedExecutor(ws, slots)
     started = time.perf_counter()
     summary = run_study(ws, [RandomProposer(seed=7)], StudyOptions(max_experiments=experiments, max_idle_proposals=200),

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.core.abort import AbortRule
 from autoresearch.core.errors import UserError
 
 CONFIG_NAME = "autoresearch.toml"
@@ -103,6 +104,7 @@ class Task:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    early_abort: AbortRule | None = None  # [early_abort] enabled = true: stop hopeless runs (see abort.py)
 
     @property
     def agent(self) -> AgentSettings:
@@ -176,6 +178,7 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
         judge=_judge(raw.get("judge", {}), source),
         evaluation=_evaluation(raw.get("evaluation", {}), source),
         sandbox=_sandbox(raw.get("sandbox", {}), source),
+        early_abort=_early_abort(raw.get("early_abort", {}), source),
     )
 
 
@@ -225,6 +228,31 @@ def _judge(table: dict, source: str) -> JudgeSettings:
     if settings.baseline_runs < 1 or settings.max_reruns < 0 or settings.z <= 0:
         raise ConfigError(f"{source}: [judge] needs baseline_runs >= 1, max_reruns >= 0 and z > 0")
     return settings
+
+
+def _early_abort(table: dict, source: str) -> AbortRule | None:
+    """[early_abort]: `enabled` and the rule's settings; off unless enabled."""
+    table = dict(table)
+    enabled = table.pop("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{source}: [early_abort] enabled must be true or false, not {enabled!r}")
+    if "checkpoints" in table:
+        points = table["checkpoints"]
+        if not isinstance(points, list) or not points or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p < 1 for p in points):
+            raise ConfigError(f"{source}: [early_abort] checkpoints must be shares of the budget between 0 and 1, "
+                              f"e.g. [0.3, 0.5, 0.7], not {points!r}")
+        table["checkpoints"] = tuple(sorted(float(p) for p in points))
+    rule = _settings(AbortRule, table, "early_abort", source)
+    numbers = {"band_sd": rule.band_sd, "headroom": rule.headroom, "window": rule.window}
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in numbers.values()) \
+            or rule.band_sd <= 0 or not 0 < rule.window < rule.checkpoints[0]:
+        raise ConfigError(f"{source}: [early_abort] needs band_sd > 0, headroom >= 0 and 0 < window < the first "
+                          f"checkpoint ({rule.checkpoints[0]:g})")
+    if not isinstance(rule.min_repeats, int) or rule.min_repeats < 2:
+        raise ConfigError(f"{source}: [early_abort] min_repeats must be a whole number >= 2 (curves of repeated "
+                          f"runs that measure the band)")
+    return rule if enabled else None
 
 
 PROVIDERS = ("openai", "anthropic", "local", "random", "tpe")

@@ -115,6 +115,13 @@ class LocalExecutor:
         except queue.Empty:
             return None
 
+    def stop(self, exp_id: int) -> None:
+        """Stop one run in flight (early abort): its process group killed; its result still comes back."""
+        job = self._running.get(exp_id)
+        pgid = RunPaths(job.log_path).pgid if job else None
+        if pgid is not None and pgid.exists():
+            kill_recorded(pgid)
+
     def close(self) -> None:
         """Stop the runs still going (a study interrupted); worktrees stay for the next start."""
         for job in list(self._running.values()):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.core.best import running_best
+from autoresearch.core.curve import Point
 from autoresearch.core.status import FINISHED, Status
 
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
@@ -80,6 +81,16 @@ CREATE TABLE IF NOT EXISTS proposals (
     fix_of        INTEGER,                    -- the crashed experiment a fix is for
     created_at    REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS curves (
+    experiment_id INTEGER NOT NULL,
+    n             INTEGER NOT NULL,           -- the run, as in runs.n
+    step          INTEGER NOT NULL,
+    fraction      REAL NOT NULL,              -- of the budget
+    loss          REAL,                       -- smoothed training loss (NULL: not finite)
+    tokens_per_second REAL,
+    seconds       REAL                        -- harness clock since the run's first progress line
+);
+CREATE INDEX IF NOT EXISTS curves_run ON curves (experiment_id, n);
 CREATE TABLE IF NOT EXISTS verifications (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     branch        TEXT NOT NULL,
@@ -321,6 +332,30 @@ class Ledger:
                                " WHERE experiment_id = ? ORDER BY n", (exp_id,))
         return [{**dict(row), "metrics": json.loads(row["metrics_json"] or "{}")} for row in rows]
 
+    def add_curve(self, exp_id: int, n: int, points: list[Point]) -> None:
+        """Points of one run's training curve, appended (a live run's arrive a few at a time)."""
+        rows = [(exp_id, n, p.step, p.fraction, p.loss if math.isfinite(p.loss) else None, p.tokens_per_second,
+                 p.seconds) for p in points]
+        if self.readonly:
+            raise LedgerError(f"the ledger {self.path} was opened read-only")
+        self.db.executemany("INSERT INTO curves (experiment_id, n, step, fraction, loss, tokens_per_second, seconds)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def curves(self, exp_ids: list[int] | None = None) -> dict[int, dict[int, list[Point]]]:
+        """Training curves by experiment, then by run (all of them, or those of `exp_ids`)."""
+        if not self._has_table("curves"):
+            return {}
+        query, args = "SELECT * FROM curves", ()
+        if exp_ids is not None:
+            query += f" WHERE experiment_id IN ({','.join('?' * len(exp_ids))})"
+            args = tuple(exp_ids)
+        found: dict[int, dict[int, list[Point]]] = {}
+        for row in self.db.execute(query + " ORDER BY experiment_id, n, rowid", args):
+            loss = row["loss"] if row["loss"] is not None else math.inf
+            point = Point(row["step"], row["fraction"], loss, row["tokens_per_second"], row["seconds"])
+            found.setdefault(row["experiment_id"], {}).setdefault(row["n"], []).append(point)
+        return found
+
     def start_verification(self, branch: str, baseline: str, best: str) -> int:
         cur = self._write("INSERT INTO verifications (branch, baseline, best, created_at) VALUES (?, ?, ?, ?)",
                           (branch, baseline, best, time.time()))
@@ -451,6 +486,8 @@ def _decision_tag(exp: Experiment) -> str:
             return " [over budget]"
         return " [invalid: caught by the evaluation]" if exp.metrics.get("invalid") else ""
     runs, sigma, margin = exp.metrics.get("runs"), exp.metrics.get("sigma"), exp.metrics.get("margin")
+    if isinstance(exp.metrics.get("stopped_at"), (int, float)):
+        return f" [stopped at {100 * exp.metrics['stopped_at']:.0f} %]"
     parts = []
     if isinstance(margin, (int, float)):
         parts.append(f"{margin:+.1f} sd")

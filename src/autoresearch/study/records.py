@@ -12,6 +12,7 @@ import shutil
 import statistics
 from dataclasses import dataclass, field
 
+from autoresearch.core.abort import Verdict
 from autoresearch.core.budget import OVER_BUDGET, over_budget, warmup_bound
 from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
 from autoresearch.core.results import ExperimentResult
@@ -40,6 +41,7 @@ class Candidate:
     last: TrialResult | None = None
     slot: str = ""
     over_budget: str = ""  # why its last run did not count: over the budget by the harness's clock
+    stopped_at: float | None = None  # the share of the budget at which early abort stopped it
 
     def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
         self.change = classify_change(self.diff)
@@ -84,6 +86,20 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     return judge(task, candidate.evidence, failure)
 
 
+def stopped_early(ws: Workspace, ledger: Ledger, candidate: Candidate, trial: TrialResult, verdict: Verdict) -> Decision:
+    """A first run stopped by the early-abort rule: recorded, and a discard that says why."""
+    candidate.runs += 1
+    candidate.wall += trial.wall_seconds
+    candidate.last, candidate.stopped_at = trial, verdict.fraction
+    run = trial.run
+    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(None, trial.summary, run.exit_code, run.timed_out,
+                                                               run.wall_seconds, ws.relative(run.log_path)))
+    sigma, dof = pooled_sigma(ledger.run_groups())
+    candidate.evidence = Evidence([], candidate.incumbent_runs, sigma, dof, candidate.change, 0.0,
+                                  candidate.lines_added, candidate.lines_removed)
+    return Decision(Status.DISCARD, verdict.reason)
+
+
 def _over_budget(task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> str:
     """The harness's clock against the budget; the warm-up bound comes from the branch's baseline."""
     if trial.budget is None:
@@ -112,6 +128,8 @@ def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decisio
         summary["invalid"] = trial.failure
     if candidate.over_budget:
         summary["over_budget"] = candidate.over_budget
+    if candidate.stopped_at is not None:
+        summary["stopped_at"] = candidate.stopped_at
     incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
     ledger.finish(candidate.exp_id, Outcome(decision.status, mean, incumbent_metric, summary, decision.reason,
                                             trial.run.exit_code, trial.run.timed_out, candidate.wall))

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from autoresearch.core.abort import Verdict
 from autoresearch.core.curve import parse_progress
 from autoresearch.core.events import EventBus, ExperimentFinished, Note, Progress, RunOutput, RunStarted, StudyStopped
 from autoresearch.core.judge import Decision
@@ -37,7 +38,8 @@ from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
 from autoresearch.run.trial import log_tail
 from autoresearch.store.ledger import Experiment
 from autoresearch.store.workspace import Workspace, WorkspaceError
-from autoresearch.study.records import Candidate, close, next_run, register, weigh
+from autoresearch.study.curves import CurveWatch
+from autoresearch.study.records import Candidate, close, next_run, register, stopped_early, weigh
 from autoresearch.study.recovery import recover_interrupted
 from autoresearch.study.snapshot import Snapshots
 from autoresearch.study.stops import StopRules
@@ -143,6 +145,8 @@ class Study:
         self.ledger = ledger or self.ws.open_ledger()
         self.branch = self.ws.branch()
         self.snapshots = Snapshots(self.ws, self.task)
+        self.curves = CurveWatch(self.task, self.ledger, self.branch)
+        self.stopped: dict[int, Verdict] = {}  # runs stopped early, until their result comes back
         self.bandit, self.rng = Bandit(self.options.seed), random.Random(self.options.seed)
         one_slot = executor.capacity == 1
         self.verb = "ran" if one_slot else "started"  # with several slots the last ones still run at the stop
@@ -203,6 +207,7 @@ class Study:
                 continue
             if self._may_ask():
                 self._pipeline()
+            self._watch()
             result = self.executor.next_result(timeout=self.options.poll_s)
             if result is not None:
                 self.tell(result)
@@ -250,6 +255,7 @@ class Study:
         candidate = register(self.ws, self.ledger, exp_id, commit, against)
         self._submit(InFlight(candidate, None))
         while exp_id in self.flying:
+            self.curves.flush()
             result = self.executor.next_result(timeout=self.options.poll_s)
             if result is not None:
                 self.tell(result)
@@ -425,6 +431,7 @@ class Study:
         candidate = entry.candidate
         self.flying[candidate.exp_id] = entry
         paths = next_run(self.ws, candidate)
+        self.curves.started(candidate.exp_id, candidate.runs + 1)
         self.executor.submit(Job(candidate.exp_id, candidate.runs + 1, candidate.commit, paths.log))
         self.bus.publish(RunStarted(candidate.exp_id, candidate.runs + 1, candidate.description, candidate.parent))
 
@@ -433,7 +440,12 @@ class Study:
         entry = self.flying[result.job.exp_id]
         candidate = entry.candidate
         candidate.slot = result.slot
-        decision = weigh(self.ws, self.task, self.ledger, candidate, result.trial)
+        self.curves.finished(candidate.exp_id, result.job.run, result.job.log_path)
+        verdict = self.stopped.pop(candidate.exp_id, None)
+        if verdict is not None and result.trial.metric is None:
+            decision = stopped_early(self.ws, self.ledger, candidate, result.trial, verdict)
+        else:  # not stopped, or it finished before the stop reached it: judged as usual
+            decision = weigh(self.ws, self.task, self.ledger, candidate, result.trial)
         head = self._keep_branch_on_best()
         if decision.status == Status.RERUN:
             self._note(f"experiment {candidate.exp_id}: {decision.reason}: running it again")
@@ -503,6 +515,20 @@ class Study:
             return best.commit
         return head
 
+    def _watch(self) -> None:
+        """Curves into the ledger; a candidate's first run that cannot catch the best is stopped
+        (never the baseline, never a rerun: those measure the noise the rule relies on)."""
+        self.curves.flush()
+        stop = getattr(self.executor, "stop", None)
+        if stop is None or self.task.early_abort is None:
+            return
+        watched = {exp_id for exp_id, entry in self.flying.items()
+                   if entry.candidate.against is not None and entry.candidate.runs == 0 and exp_id not in self.stopped}
+        for exp_id, verdict in self.curves.verdicts(watched).items():
+            self.stopped[exp_id] = verdict
+            stop(exp_id)
+            self._note(f"experiment {exp_id}: {verdict.reason}")
+
     # -- events -----------------------------------------------------------------------------------
     def _in_flight(self) -> list[str]:
         return [e.candidate.description for e in self.flying.values()]
@@ -514,6 +540,7 @@ class Study:
         self.bus.publish(RunOutput(job.exp_id, line))
         point = parse_progress(line)
         if point is not None:
+            point = self.curves.heard(job.exp_id, point) or point
             self.bus.publish(Progress(job.exp_id, point.step, point.fraction, point.loss, point.tokens_per_second))
 
 

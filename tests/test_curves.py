@@ -1,0 +1,147 @@
+"""Training curves as data: the early-abort rule on synthetic curves (a crossing curve that ends
+better among them), and a real study that records every run's curve and stops a hopeless one."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from conftest import git, ledger_for
+
+from autoresearch.core.abort import AbortRule, Reference, check
+from autoresearch.core.curve import Point, at_least_elapsed, loss_at, points_from_log
+from autoresearch.propose.base import Draft
+from autoresearch.propose.edits import Edit, Proposal
+from autoresearch.study.study import StudyOptions, run_study
+
+RULE = AbortRule(checkpoints=(0.3, 0.5, 0.7), band_sd=3.0, headroom=1.0, window=0.1, min_repeats=3)
+
+
+def curve(loss_of, seed: int = 0, noise: float = 0.01, points: int = 50) -> list[Point]:
+    """A run's smoothed training loss at `points` even shares of its budget."""
+    rng = random.Random(seed)
+    return [Point(i, i / points, loss_of(i / points) + rng.gauss(0, noise), 1000.0) for i in range(1, points + 1)]
+
+
+def baseline_loss(p: float) -> float:
+    return 3.0 + math.exp(-6 * p) - 0.2 * p  # fast at first, then slowly (0.15 still to gain at half-way)
+
+
+def reference(runs: int = 3) -> Reference:
+    curves = [curve(baseline_loss, seed) for seed in range(runs)]
+    return Reference(1, curves, [curves])
+
+
+def first_stop(points: list[Point], ref: Reference, rule: AbortRule = RULE):
+    """What the study would do: the rule asked after every new point, the first stop wins."""
+    for n in range(1, len(points) + 1):
+        verdict = check(points[:n], ref, rule)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def test_a_hopeless_curve_is_stopped_at_the_first_checkpoint_and_says_why():
+    verdict = first_stop(curve(lambda p: baseline_loss(p) + 1.0, seed=9), reference())
+    assert verdict is not None and verdict.fraction == 0.3
+    assert verdict.reason.startswith("stopped at 30 %: loss ") and "for the best (#1) at 30 %" in verdict.reason
+    assert abs(verdict.loss - verdict.reference - 1.0) < 0.05 and 0.003 < verdict.spread < 0.03
+
+
+def test_a_curve_that_crosses_late_and_ends_better_is_never_stopped():
+    """A later warm-down: the learning rate stays high until 60 %, so the loss trails by 0.14 (many
+    sd) at the first two checkpoints, then falls faster than the baseline's and ends 0.1 below it."""
+    def warm_down_late(p: float) -> float:
+        return baseline_loss(p) + (0.14 if p < 0.6 else 0.14 - 0.24 * (p - 0.6) / 0.4)
+    crossing = curve(warm_down_late, seed=5)
+    ref = reference()
+    assert loss_at(crossing, 0.5) - loss_at(ref.incumbent[0], 0.5) > 0.1  # far behind: ten sd
+    assert crossing[-1].loss < ref.end_loss() - 0.05  # and better at the end
+    assert first_stop(crossing, ref) is None
+    # with no allowance for what is still to come (headroom 0) the same curve would have been lost
+    assert first_stop(crossing, ref, AbortRule(headroom=0.0)) is not None
+
+
+def test_a_curve_closing_the_gap_runs_on():
+    """Behind by 0.7 at 30 % but gaining 0.3 per tenth of the budget: closing, so not stopped there."""
+    closing = curve(lambda p: baseline_loss(p) + max(0.0, 1.6 - 3.0 * p), seed=3)
+    assert first_stop(closing, reference()) is None
+
+
+def test_within_the_band_or_without_enough_repeated_curves_nothing_is_stopped():
+    assert first_stop(curve(lambda p: baseline_loss(p) + 0.02, seed=4), reference()) is None
+    hopeless = curve(lambda p: baseline_loss(p) + 1.0, seed=9)
+    assert first_stop(hopeless, reference(runs=2)) is None  # two curves do not measure the band
+    lone = curve(baseline_loss, 0)
+    assert first_stop(hopeless, Reference(1, [lone], [])) is None
+
+
+def test_a_diverged_curve_is_stopped():
+    points = curve(baseline_loss, seed=2)[:20] + [Point(21, 0.42, math.nan, None)]
+    verdict = first_stop(points, reference())
+    assert verdict is not None and verdict.loss == math.inf
+
+
+def test_the_share_of_the_budget_never_lags_the_harness_clock():
+    claimed = Point(10, 0.1, 3.0, None, seconds=30.0)  # says 10 % after 30 s of a 60 s budget
+    assert at_least_elapsed(claimed, 60.0).fraction == 0.5
+    assert at_least_elapsed(claimed, None).fraction == 0.1  # a tokens budget: the loader's count stands
+    log = "starting\nstep 00001 (  2.0%) | loss 4.0000 | lrm 1.00 | tok/s 1,234\nnoise\nstep 00002 (  4.0%) | loss nan\n"
+    points = points_from_log(log)
+    assert [p.step for p in points] == [1, 2] and points[0].tokens_per_second == 1234 and math.isnan(points[1].loss)
+
+
+TRAIN = '''import random, time
+X = 1.0  # knob: float 0..10
+BUDGET = 3.0
+rng = random.Random()
+start, step = time.time(), 0
+while (progress := (time.time() - start) / BUDGET) < 1.0:
+    step += 1
+    loss = 3.0 - progress + 0.3 * abs(X - 1.0) + rng.gauss(0, 0.01)
+    print(f"step {step:05d} ({100 * progress:5.1f}%) | loss {loss:.4f} | tok/s 1,000", flush=True)
+    time.sleep(0.05)
+print("---")
+print(f"score: {2.0 + 0.3 * abs(X - 1.0) + rng.gauss(0, 0.01):.6f}")
+'''
+
+
+class ListProposer:
+    name = "list"
+
+    def __init__(self, values: list[float]):
+        self.values = list(values)
+
+    def propose(self, snapshot) -> Draft:
+        line = next(line for line in snapshot.files["train.py"].splitlines() if line.startswith("X = "))
+        value = self.values.pop(0)
+        return Draft(Proposal(f"X {value:g}", "", [Edit("train.py", line, f"X = {value:g}  # knob: float 0..10")]),
+                     self.name)
+
+    def fix(self, snapshot, crashed, log_tail):
+        return None
+
+
+def test_a_study_records_every_curve_and_stops_a_hopeless_candidate(tiny_workspace):
+    ws = tiny_workspace
+    (ws / "train.py").write_text(TRAIN)
+    toml = ws / "autoresearch.toml"
+    text = toml.read_text().replace('metric = "val_bpb"', 'metric = "score"')
+    text = text.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
+    toml.write_text(text + "\n[judge]\nbaseline_runs = 3\nmax_reruns = 0\n"
+                    "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
+    git(ws, "commit", "-qam", "a task that prints its curve")
+    run_study(ws, [ListProposer([6.0, 1.0])], StudyOptions(max_experiments=3, pipeline=False))
+    ledger = ledger_for(ws)
+    baseline, hopeless, same = ledger.experiments()
+    curves = ledger.curves()
+    runs = {e.id: ledger.runs(e.id) for e in (baseline, hopeless, same)}
+    ledger.close()
+    assert len(runs[baseline.id]) == 3 and all(r["metric"] is not None for r in runs[baseline.id])  # never stopped
+    assert sorted(curves[baseline.id]) == [1, 2, 3] and all(len(c) >= 20 for c in curves[baseline.id].values())
+    assert all(p.seconds is not None for p in curves[baseline.id][1])  # followed live, on the harness's clock
+    assert hopeless.status == "discard" and hopeless.reason.startswith("stopped at 30 %: loss ")
+    assert hopeless.metrics["stopped_at"] == 0.3 and max(p.fraction for p in curves[hopeless.id][1]) < 0.6
+    assert hopeless.wall_seconds < min(r["wall_seconds"] for r in runs[baseline.id])
+    assert same.status != "crash" and same.metric is not None and "stopped" not in same.reason
+    assert "[stopped at 30 %]" in (ws / "results.tsv").read_text()

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 from conftest import git, ledger_for
+from llm_server import ScriptedLLMServer
 
 from autoresearch.core.abort import AbortRule, Reference, check
 from autoresearch.core.curve import Point, at_least_elapsed, loss_at, points_from_log
 from autoresearch.propose.base import Draft
 from autoresearch.propose.edits import Edit, Proposal
+from autoresearch.propose.llm import LLMProposer
+from autoresearch.propose.models import OpenAIChat
 from autoresearch.study.study import StudyOptions, run_study
 
 RULE = AbortRule(checkpoints=(0.3, 0.5, 0.7), band_sd=3.0, headroom=1.0, window=0.1, min_repeats=3)
@@ -124,13 +128,7 @@ class ListProposer:
 
 def test_a_study_records_every_curve_and_stops_a_hopeless_candidate(tiny_workspace):
     ws = tiny_workspace
-    (ws / "train.py").write_text(TRAIN)
-    toml = ws / "autoresearch.toml"
-    text = toml.read_text().replace('metric = "val_bpb"', 'metric = "score"')
-    text = text.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
-    toml.write_text(text + "\n[judge]\nbaseline_runs = 3\nmax_reruns = 0\n"
-                    "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
-    git(ws, "commit", "-qam", "a task that prints its curve")
+    _curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
     run_study(ws, [ListProposer([6.0, 1.0])], StudyOptions(max_experiments=3, pipeline=False))
     ledger = ledger_for(ws)
     baseline, hopeless, same = ledger.experiments()
@@ -145,3 +143,36 @@ def test_a_study_records_every_curve_and_stops_a_hopeless_candidate(tiny_workspa
     assert hopeless.wall_seconds < min(r["wall_seconds"] for r in runs[baseline.id])
     assert same.status != "crash" and same.metric is not None and "stopped" not in same.reason
     assert "[stopped at 30 %]" in (ws / "results.tsv").read_text()
+
+
+def _curve_task(ws, extra: str = "") -> None:
+    (ws / "train.py").write_text(TRAIN)
+    toml = ws / "autoresearch.toml"
+    text = toml.read_text().replace('metric = "val_bpb"', 'metric = "score"')
+    text = text.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
+    toml.write_text(text + "\n[judge]\nbaseline_runs = 3\nmax_reruns = 0\n" + extra)
+    git(ws, "commit", "-qam", "a task that prints its curve")
+
+
+def test_the_model_is_told_the_best_runs_figures_its_curve_and_to_change_structure_when_stuck(tiny_workspace):
+    ws = tiny_workspace
+    _curve_task(ws)
+    values = iter([3.0, 4.0, 5.0, 6.0])
+
+    def respond(request: dict) -> str:
+        line = next(line for line in request["messages"][-1]["content"].splitlines() if line.startswith("X = "))
+        value = next(values)
+        return (f"DESCRIPTION: X {value:g}\nREASONING: try it.\n<<<<<<< SEARCH train.py\n{line}\n=======\n"
+                f"X = {value:g}  # knob: float 0..10\n>>>>>>> REPLACE\n")
+
+    with ScriptedLLMServer(responder=respond) as server:
+        model = OpenAIChat("gpt-4.1-mini", base_url=server.base_url, max_retries=0, timeout=30)
+        run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=4, pipeline=False, stagnation_after=2))
+        prompts = [r["json"]["messages"][-1]["content"] for r in server.requests]
+    first, last = prompts[0], prompts[-1]
+    assert "The best so far (#1, score " in first and "Its training curve (share of the budget" in first
+    assert "Recent experiments' curves against it" not in first and "No keep in the last" not in first
+    gaps = re.search(r"#2 X 3: loss against the best's at 10 %: (\S+), 25 %: (\S+), 50 %: (\S+), 75 %: (\S+), "
+                     r"100 %: ([^;\n]+)", last)
+    assert gaps and all(abs(float(g.rstrip(",")) - 0.6) < 0.06 for g in gaps.groups())  # 0.3 * |3 - 1| all along
+    assert "No keep in the last 2 experiments" in last and "structural change" in last

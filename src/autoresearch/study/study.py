@@ -33,6 +33,7 @@ from autoresearch.core.results import ExperimentResult, StudySummary
 from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.execute.base import Executor, Job, JobResult
 from autoresearch.propose.bandit import Bandit
+from autoresearch.propose.briefing import RECENT, briefing
 from autoresearch.propose.base import Draft, Proposer
 from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
 from autoresearch.run.trial import log_tail
@@ -59,6 +60,7 @@ class StudyOptions:
     seed: int | None = None  # of those choices and of the bandit
     failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
     max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
+    stagnation_after: int = 8  # experiments without a keep before the proposer is asked for a structural change
     poll_s: float = 0.5  # longest wait for a result before the stop rules are looked at again
 
 
@@ -316,9 +318,16 @@ class Study:
             return _Request(draft, best.commit, draft.proposer)
         name = self.bandit.choose(list(self.proposers), self.ledger.proposer_records(self.branch))
         parent, explored = self._choose_parent(best)
-        snapshot = self.snapshots.take(parent, self.ledger.experiments(self.branch), self._in_flight())
+        snapshot = self._snapshot(parent)
         asked_at = time.time()
         return _Request(self.proposers[name].propose(snapshot), parent, name, explored=explored, asked_at=asked_at)
+
+    def _snapshot(self, parent: str):
+        """What a proposer is shown: the snapshot of `parent`, with the harness's briefing as notes."""
+        history = self.ledger.experiments(self.branch)
+        wanted = [e.id for e in history[-RECENT:]] + [e.id for e in history if e.status == Status.KEEP][-1:]
+        notes = briefing(history, self.ledger.curves(wanted), self.task.metric, self.options.stagnation_after)
+        return self.snapshots.take(parent, history, self._in_flight(), notes=notes)
 
     def _fix_request(self, fix: _Fix) -> _Request | None:
         proposer = self.proposers.get(fix.proposer)
@@ -354,7 +363,7 @@ class Study:
         best = self.ledger.incumbent(self.branch)
         name = self.bandit.choose(list(self.proposers), self.ledger.proposer_records(self.branch))
         parent, explored = self._choose_parent(best)
-        snapshot = self.snapshots.take(parent, self.ledger.experiments(self.branch), self._in_flight())
+        snapshot = self._snapshot(parent)
         proposer = self.proposers[name]
         self.background = _Background(lambda: proposer.propose(snapshot), parent, name, explored)
 

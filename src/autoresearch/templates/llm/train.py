@@ -366,6 +366,7 @@ def main():
     print(f"depth:            {DEPTH}")
     print(f"tokens_per_sec:   {tok_per_sec:.0f}")
     print(f"device:           {DEVICE.type}")
+    print(f"peak_tflops:      {peak_flops / 1e12:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Briefing: what limits the model, told to the proposer in a few lines.
+
+Beside the history of final metrics, a proposer is shown the best run's figures (steps, tokens/s,
+MFU, peak memory, the device and its peak), the best's training curve at a few shares of the
+budget, where recent experiments' curves part from it, training loss against the metric where
+they disagree, and, after a run of experiments without a keep, a note that asks for a structural
+change instead of another nearby value. Pure: experiments and curves in, lines of text out.
+"""
+
+from __future__ import annotations
+
+from autoresearch.core.curve import Point, loss_at
+from autoresearch.core.status import Status
+from autoresearch.store.ledger import Experiment
+
+SHARES = (0.1, 0.25, 0.5, 0.75, 1.0)
+RECENT = 6
+
+
+def briefing(history: list[Experiment], curves: dict[int, dict[int, list[Point]]], metric: str,
+             stagnation_after: int = 8) -> list[str]:
+    """Notes for the next proposal (empty until there is a best to describe)."""
+    finished = [e for e in history if e.status not in (Status.RUNNING,)]
+    kept = [e for e in finished if e.status == Status.KEEP and e.metric is not None]
+    if not kept:
+        return []
+    best = kept[-1]
+    best_curve = _first(curves.get(best.id, {}))
+    notes = [_run_summary(best, metric)]
+    if best_curve:
+        notes.append(f"Its training curve (share of the budget: smoothed training loss): {_shape(best_curve)}.")
+        notes += _parting(best, best_curve, finished[-RECENT:], curves, metric)
+    since = _since_last_keep(finished)
+    if since >= stagnation_after:
+        notes.append(f"No keep in the last {since} experiments: nearby values of the same settings are not "
+                     "helping. Propose a structural change (the architecture, the optimizer, the schedule, what "
+                     "limits the throughput above) rather than another small step of a value.")
+    return notes
+
+
+def _run_summary(best: Experiment, metric: str) -> str:
+    m = best.metrics
+    parts = [f"{m['num_steps']:.0f} steps" if _number(m.get("num_steps")) else "",
+             f"{m['tokens_per_sec']:,.0f} tokens/s" if _number(m.get("tokens_per_sec")) else "",
+             f"MFU {m['mfu_percent']:.1f} %" if _number(m.get("mfu_percent")) else "",
+             f"peak memory {m['peak_vram_mb']:,.0f} MB" if _number(m.get("peak_vram_mb")) else ""]
+    device = m.get("device")
+    if device:
+        peak = f", peak {m['peak_tflops']:g} TFLOP/s" if _number(m.get("peak_tflops")) else ""
+        parts.append(f"on {device}{peak}")
+    figures = ", ".join(p for p in parts if p)
+    return f"The best so far (#{best.id}, {metric} {best.metric:.6f}): {figures or 'no run figures printed'}."
+
+
+def _parting(best: Experiment, best_curve: list[Point], recent: list[Experiment],
+             curves: dict[int, dict[int, list[Point]]], metric: str) -> list[str]:
+    """Where each recent experiment's curve differs from the best's, and loss against metric."""
+    lines = []
+    best_end = best_curve[-1].loss
+    for exp in recent:
+        mine = _first(curves.get(exp.id, {}))
+        if exp.id == best.id or not mine:
+            continue
+        shown = [f"{100 * s:.0f} %: {a - b:+.3f}" for s, a, b in _gaps(mine, best_curve)]
+        if not shown:
+            continue
+        stopped = " (stopped early)" if exp.metrics.get("stopped_at") is not None else ""
+        line = f"#{exp.id} {exp.description[:60]}{stopped}: loss against the best's at {', '.join(shown)}"
+        if exp.metric is not None and best.metric is not None and _ran_through(mine):
+            train, score = mine[-1].loss - best_end, exp.metric - best.metric
+            if train < 0 < score:
+                line += (f"; lower training loss ({train:+.3f}) but a worse {metric} ({score:+.4f}): "
+                         "it fits the training data better without generalising")
+        lines.append(line)
+    return ["Recent experiments' curves against it:\n" + "\n".join(lines)] if lines else []
+
+
+def _shape(points: list[Point]) -> str:
+    values = [(s, _loss(points, s)) for s in SHARES]
+    return ", ".join(f"{100 * s:.0f} %: {v:.3f}" for s, v in values if v is not None)
+
+
+def _gaps(mine: list[Point], best: list[Point]) -> list[tuple[float, float, float]]:
+    pairs = [(s, _loss(mine, s), _loss(best, s)) for s in SHARES]
+    return [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+
+
+def _loss(points: list[Point], share: float) -> float | None:
+    """The loss at a share of the budget; at 100 % the last point, if the run got near the end."""
+    if share >= 1.0:
+        return points[-1].loss if _ran_through(points) else None
+    return loss_at(points, share)
+
+
+def _ran_through(points: list[Point]) -> bool:
+    return bool(points) and points[-1].fraction >= 0.95
+
+
+def _since_last_keep(finished: list[Experiment]) -> int:
+    count = 0
+    for exp in reversed(finished):
+        if exp.status == Status.KEEP:
+            break
+        count += 1
+    return count
+
+
+def _first(runs: dict[int, list[Point]]) -> list[Point]:
+    return runs[min(runs)] if runs else []
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

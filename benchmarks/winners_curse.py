@@ -19,12 +19,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from common import ledger
+from scale import SimulatedExecutor, objective, simulation_workspace
+
 from autoresearch.propose.search import RandomProposer
 from autoresearch.store import gitops
 from autoresearch.study.study import StudyOptions, run_study
-
-from common import ledger
-from scale import SimulatedExecutor, objective, simulation_workspace
 
 RULES = {"original": '\n[judge]\nrule = "strict"\nbaseline_runs = 1\nmax_reruns = 0\n', "ours": ""}
 

@@ -33,8 +33,8 @@ from autoresearch.core.results import ExperimentResult, StudySummary
 from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.execute.base import Executor, Job, JobResult
 from autoresearch.propose.bandit import Bandit
-from autoresearch.propose.briefing import RECENT, briefing
 from autoresearch.propose.base import Draft, Proposer
+from autoresearch.propose.briefing import RECENT, briefing
 from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
 from autoresearch.run.trial import log_tail
 from autoresearch.store.ledger import Experiment

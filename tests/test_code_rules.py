@@ -41,3 +41,14 @@ def test_the_state_directory_is_spelled_in_one_place():
                for node in _string_constants(ast.parse(path.read_text())) if ".autoresearch" in node.value]
     assert spelled == [f"store{Path('/')}workspace.py:34"] or (
         len(spelled) == 1 and spelled[0].startswith("store/workspace.py")), spelled
+
+
+def test_ruff_finds_nothing():
+    """The lint settings of pyproject.toml (pyflakes, pycodestyle errors, sorted imports) hold everywhere."""
+    import subprocess
+    import sys
+
+    root = SRC.parents[1]
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "src", "tests", "benchmarks"],
+                         cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]

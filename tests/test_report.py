@@ -51,3 +51,41 @@ def test_bad_results_are_one_line_errors(tmp_path):
         make_report(bad, tmp_path / "out")
     out = run_cli("report", str(tmp_path / "missing.tsv"))
     assert out.returncode == 1 and out.stderr.count("\n") == 1
+
+
+def _like_the_original_h100_run(rows: int = 126) -> str:
+    """A results.tsv shaped like the original's published H100 run: 0.9979 down to about 0.97 over
+    the kept rows, discards around the best, one diverged discard at 3.2 bpb and one crash."""
+    import random
+
+    rng = random.Random(0)
+    lines, best = ["commit\tval_bpb\tmemory_gb\tstatus\tdescription", "a000000\t0.997900\t44.0\tkeep\tbaseline"], 0.9979
+    for i in range(1, rows):
+        if i == 40:
+            lines.append(f"c{i:06d}\t3.215000\t44.0\tdiscard\tlearning rate 10x (diverged)")
+        elif i == 77:
+            lines.append(f"c{i:06d}\t0.000000\t0.0\tcrash\tdouble the width (OOM)")
+        elif rng.random() < 0.18:
+            best -= rng.uniform(0.0005, 0.003)
+            lines.append(f"c{i:06d}\t{best:.6f}\t44.1\tkeep\ttry a much longer description of change {i} to see cuts")
+        else:
+            lines.append(f"c{i:06d}\t{best + abs(rng.gauss(0.002, 0.004)):.6f}\t44.0\tdiscard\tchange {i}")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_plot_zooms_to_where_everything_happens_and_marks_outliers_at_the_edge(tmp_path):
+    from autoresearch.interfaces.report import short_label, zoom_range
+
+    path = tmp_path / "results.tsv"
+    path.write_text(_like_the_original_h100_run())
+    rows = read_results_tsv(path)
+    kept = [r.metric for r in rows if r.status == "keep"]
+    low, high = zoom_range(rows)
+    assert low < min(kept) and high > 0.9979  # the best and the baseline inside, with room
+    assert high < 1.02 and high - low < 0.06  # the diverged 3.2 is not: it would flatten the rest
+    assert sum(1 for r in rows if r.metric is not None and not low <= r.metric <= high) == 1
+    assert short_label("try a much longer description of change 7 to see cuts [+3.1 sd]") == "try a much longer description…"
+    assert short_label("add value embeddings [+3.1 sd, mean of 2 runs]") == "add value embeddings"
+    out = run_cli("report", str(path), "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out" / "progress.png").stat().st_size > 20_000

@@ -2,8 +2,10 @@
 
 Reads a workspace's ledger (diffs, logs, reasons) or, for results from anywhere, a `results.tsv`
 in the original five-column format. The plot follows the original's teaser: experiment number
-against val_bpb, discarded runs faint, kept runs highlighted and labelled with their
-descriptions, the running best as a step line, crashes marked.
+against val_bpb, discarded runs faint, kept runs highlighted and labelled with short descriptions
+set apart, the running best as a step line with the noise band around it. It zooms to the region
+between the best and the baseline, where everything happens; a diverged run and crashes are marks
+on the edge, runs stopped early ticks at the bottom.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,7 @@ class Row:
     diff: str = ""
     log_tail: str = ""
     proposer: str = ""
+    stopped_at: float | None = None  # early abort stopped it at this share of the budget
 
 
 def read_results_tsv(path: Path) -> list[Row]:
@@ -69,8 +73,22 @@ def read_workspace(ws: Workspace) -> list[Row]:
         experiments = [e for e in ledger.experiments() if e.status != Status.RUNNING]
     return [Row(i, (e.commit or e.parent)[:7], e.metric if e.status != Status.CRASH else None,
                 e.memory_gb, str(e.status), e.description, e.reason, e.diff,
-                log_tail(ws.root / e.log_path, 30) if e.log_path else "", e.proposer)
+                log_tail(ws.root / e.log_path, 30) if e.log_path else "", e.proposer, e.metrics.get("stopped_at"))
             for i, e in enumerate(experiments)]
+
+
+def workspace_sigma(ws: Workspace) -> float | None:
+    """The judge's latest estimate of one run's standard deviation."""
+    with ws.open_ledger(readonly=True) as ledger:
+        sigmas = [e.metrics.get("sigma") for e in ledger.experiments()]
+    known = [s for s in sigmas if isinstance(s, (int, float)) and s > 0]
+    return known[-1] if known else None
+
+
+def tsv_sigma(rows: list[Row]) -> float | None:
+    """The sd our results.tsv writes on the baseline's row ("[mean of 3 runs, sd 0.0057]"), if any."""
+    found = re.search(r"\bsd (\d+(?:\.\d+)?)\]", rows[0].description) if rows else None
+    return float(found.group(1)) if found else None
 
 
 @dataclass
@@ -81,6 +99,7 @@ class Results:
     metric: str = "val_bpb"
     direction: str = "minimize"
     verification: dict | None = None  # the latest `autoresearch verify` of the branch
+    sigma: float | None = None  # one run's standard deviation, where the judge measured it
 
 
 def running_best(rows: list[Row], direction: str = "minimize") -> list[float | None]:
@@ -88,46 +107,128 @@ def running_best(rows: list[Row], direction: str = "minimize") -> list[float | N
     return core_running_best(((r.status, r.metric) for r in rows), direction)
 
 
+def zoom_range(rows: list[Row], direction: str = "minimize") -> tuple[float, float]:
+    """The y-range where everything happens: from the best to the baseline, with room either side
+    for the runs around them. A diverged run or any value far outside is drawn at the edge instead."""
+    kept = [r.metric for r in rows if r.status == "keep" and r.metric is not None]
+    values = [r.metric for r in rows if r.metric is not None]
+    if not values:
+        return 0.0, 1.0
+    focus = kept or values
+    low, high = min(focus), max(focus)
+    span = high - low
+    if span <= 0:  # nothing kept beyond the baseline: the middle half of the values sets the scale
+        ordered = sorted(values)
+        span = ordered[3 * len(ordered) // 4] - ordered[len(ordered) // 4] or abs(high) * 0.01 or 1.0
+    better, worse = 0.15 * span, 0.5 * span  # little lies beyond the best; the runs that missed lie the other way
+    return (low - better, high + worse) if direction == "minimize" else (low - worse, high + better)
+
+
+def short_label(description: str, width: int = 30) -> str:
+    """A kept run's description for the plot: without the decision tags, cut at a word."""
+    text = description.split(" [", 1)[0].strip()
+    if len(text) <= width:
+        return text
+    return text[:width].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
 def plot_progress(results: Results, out_stem: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows, title = results.rows, results.title
-    kept = [r for r in rows if r.status == "keep" and r.metric is not None]
-    discarded = [r for r in rows if r.status != "keep" and r.metric is not None]
-    crashed = [r for r in rows if r.metric is None]
-    best = running_best(rows, results.direction)
+    rows = results.rows
+    low, high = zoom_range(rows, results.direction)
     fig, ax = plt.subplots(figsize=(12, 6))
-    ax.scatter([r.index for r in discarded], [r.metric for r in discarded], s=14, color="#9aa0a6", alpha=0.45,
-               label=f"discarded ({len(discarded)})", zorder=2)
-    ax.scatter([r.index for r in kept], [r.metric for r in kept], s=36, color="#1e8e3e", label=f"kept ({len(kept)})",
-               zorder=4)
-    steps = [(r.index, b) for r, b in zip(rows, best) if b is not None]
-    if steps:
-        ax.step([x for x, _ in steps], [y for _, y in steps], where="post", color="#1e8e3e", linewidth=1.5,
-                label="running best", zorder=3)
-    values = [r.metric for r in rows if r.metric is not None]
-    if crashed and values:
-        low, high = min(values), max(values)
-        ax.scatter([r.index for r in crashed], [high + 0.02 * (high - low or 1)] * len(crashed), marker="x",
-                   color="#d93025", label=f"crashed ({len(crashed)})", zorder=4)
-    for r in kept:
-        ax.annotate(r.description[:48], (r.index, r.metric), xytext=(4, 6), textcoords="offset points",
-                    fontsize=7, rotation=30, color="#1e6e34")
+    ax.set_ylim(low, high)
+    _draw_points(ax, rows, low, high)
+    _draw_best(ax, rows, results)
+    _draw_edges(ax, rows, low, high, results.direction)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(-0.02 * max(len(rows), 1) - 0.5, len(rows) - 0.5 + 0.02 * len(rows))
     ax.set_xlabel("experiment")
     ax.set_ylabel(f"{results.metric} ({'lower' if results.direction == 'minimize' else 'higher'} is better)")
-    ax.set_title(title)
+    ax.set_title(results.title)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    legend = ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()  # before the labels: they are placed apart in the final layout
+    _draw_labels(ax, rows, legend)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
     for path in paths:
         fig.savefig(path, dpi=130)
     plt.close(fig)
     return paths
+
+
+def _draw_points(ax, rows: list[Row], low: float, high: float) -> None:
+    inside = [r for r in rows if r.metric is not None and low <= r.metric <= high]
+    discarded = [r for r in inside if r.status != "keep"]
+    kept = [r for r in inside if r.status == "keep"]
+    stopped = [r for r in rows if r.stopped_at is not None]
+    ax.scatter([r.index for r in discarded], [r.metric for r in discarded], s=14, color="#9aa0a6", alpha=0.5,
+               label=f"discarded ({sum(r.status == 'discard' for r in rows)})", zorder=2)
+    ax.scatter([r.index for r in kept], [r.metric for r in kept], s=36, color="#1e8e3e",
+               label=f"kept ({sum(r.status == 'keep' for r in rows)})", zorder=4)
+    if stopped:
+        ax.scatter([r.index for r in stopped], [0.03] * len(stopped), transform=ax.get_xaxis_transform(), marker="|",
+                   s=60, color="#e37400", label=f"stopped early ({len(stopped)})", zorder=4, clip_on=False)
+
+
+def _draw_best(ax, rows: list[Row], results: Results) -> None:
+    """The running best as a step line, with the noise band (one sd of a run) around it where known."""
+    best = running_best(rows, results.direction)
+    steps = [(r.index, b) for r, b in zip(rows, best) if b is not None]
+    if not steps:
+        return
+    xs, ys = [x for x, _ in steps] + [len(rows) - 0.5], [y for _, y in steps] + [steps[-1][1]]
+    ax.step(xs, ys, where="post", color="#1e8e3e", linewidth=1.5, label="running best", zorder=3)
+    if results.sigma:
+        ax.fill_between(xs, [y - results.sigma for y in ys], [y + results.sigma for y in ys], step="post",
+                        color="#1e8e3e", alpha=0.12, linewidth=0, label=f"noise: ±1 sd ({results.sigma:.4f})")
+
+
+def _draw_edges(ax, rows: list[Row], low: float, high: float, direction: str) -> None:
+    """Crashes and values outside the range as marks on the worse edge (or the better one)."""
+    worse_edge = 0.985 if direction == "minimize" else 0.015
+    crashed = [r.index for r in rows if r.metric is None]
+    above = [r for r in rows if r.metric is not None and r.metric > high]
+    below = [r for r in rows if r.metric is not None and r.metric < low]
+    transform = ax.get_xaxis_transform()
+    if crashed:
+        ax.scatter(crashed, [worse_edge] * len(crashed), transform=transform, marker="x", color="#d93025",
+                   label=f"crashed ({len(crashed)})", zorder=5, clip_on=False)
+    outside = [(r, 0.985, "^") for r in above] + [(r, 0.015, "v") for r in below]
+    for n, (r, edge, marker) in enumerate(outside):
+        ax.scatter([r.index], [edge], transform=transform, marker=marker, color="#5f6368", zorder=5, clip_on=False,
+                   label=f"outside the range ({len(outside)})" if n == 0 else None)
+        ax.annotate(f"{r.metric:.3g}", (r.index, edge), xycoords=transform, xytext=(4, -3 if edge > 0.5 else 3),
+                    textcoords="offset points", fontsize=7, color="#5f6368", va="top" if edge > 0.5 else "bottom")
+
+
+LABEL_OFFSETS = ((4, 6), (4, -13), (4, 19), (4, -26), (4, 32), (4, -39))  # points from the kept run's dot
+
+
+def _draw_labels(ax, rows: list[Row], legend) -> None:
+    """Kept runs' short descriptions, each at the first offset where it overlaps no other label and
+    stays inside the plot; a label with no room is left out (the table below has every row)."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = [legend.get_window_extent(renderer)]
+    for r in (r for r in rows if r.status == "keep" and r.metric is not None):
+        for dx, dy in LABEL_OFFSETS:
+            arrow = {"arrowstyle": "-", "color": "#1e6e34", "alpha": 0.35, "linewidth": 0.5} if dy != 6 else None
+            text = ax.annotate(short_label(r.description), (r.index, r.metric), xytext=(dx, dy), fontsize=7,
+                               textcoords="offset points", color="#1e6e34", arrowprops=arrow,
+                               va="bottom" if dy > 0 else "top")
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            text.remove()
 
 
 def write_html(results: Results, svg: Path, out: Path) -> Path:
@@ -219,11 +320,11 @@ def load_results(source: Path) -> Results:
         with ws.open_ledger(readonly=True) as ledger:
             verified = ledger.verifications(ws.branch())
         return Results(read_workspace(ws), f"autoresearch: {source.name}", task.metric, task.direction,
-                       verified[-1]["result"] if verified else None)
-    if source.is_dir() and (source / "results.tsv").exists():
-        return Results(read_results_tsv(source / "results.tsv"), f"autoresearch: {source.name}")
-    if source.is_file():
-        return Results(read_results_tsv(source), f"autoresearch: {source.name}")
+                       verified[-1]["result"] if verified else None, workspace_sigma(ws))
+    path = source / "results.tsv" if source.is_dir() else source
+    if path.is_file():
+        rows = read_results_tsv(path)
+        return Results(rows, f"autoresearch: {source.name}", sigma=tsv_sigma(rows))
     raise ReportError(f"{source}: neither a workspace with results nor a results.tsv")
 
 

@@ -71,3 +71,40 @@ def test_page_loads_updates_live_and_opens_a_diff(tiny_workspace, tmp_path):
         browser.close()
     assert shot.stat().st_size > 10_000
     Path(tmp_path / "state.json").write_text(json.dumps(read_state(ws)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it in CI)")
+def test_a_running_experiments_curve_is_drawn_live_against_the_incumbents_band(tiny_workspace, tmp_path):
+    import threading
+
+    from test_curves import ListProposer, _curve_task
+
+    from autoresearch.study.study import StudyOptions, run_study
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ws = tiny_workspace
+    _curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
+    set_line(ws / "train.py", "BUDGET = ", "BUDGET = 4.0")
+    git_commit = __import__("conftest").git
+    git_commit(ws, "commit", "-qam", "four seconds")
+    study = threading.Thread(target=run_study, args=(ws, [ListProposer([6.0, 1.2])], StudyOptions(
+        max_experiments=3, pipeline=False)))
+    study.start()
+    with DashboardServer(ws, port=0) as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(server.url)
+        # the hopeless candidate is stopped and drawn as such; then the next one runs against the band
+        page.wait_for_selector("path.stopped", timeout=90_000)
+        page.wait_for_function("(() => { const p = document.querySelector('path.running[data-id=\"3\"]');"
+                               " return p && p.getAttribute('d').split('L').length > 12; })()", timeout=60_000)
+        assert page.locator("polygon.band").count() == 1 and page.locator("path.incumbent").count() == 1
+        drawn = page.locator("#curves").text_content()
+        assert "#2 stopped" in drawn and "best #1" in drawn and "#3 " in drawn
+        shot = tmp_path / "dashboard-curves.png"
+        page.locator("#curves").screenshot(path=str(shot))
+        browser.close()
+    study.join(timeout=60)
+    assert shot.stat().st_size > 10_000
+    state = read_state(ws)
+    assert state["curves"]["incumbent"]["id"] == 1 and len(state["curves"]["incumbent"]["points"]) > 30

@@ -10,20 +10,24 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import math
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+from autoresearch.core.curve import mean_loss_at, pooled_spread
 from autoresearch.core.errors import UserError
 from autoresearch.core.status import Status
 from autoresearch.core.task import CONFIG_NAME
 from autoresearch.run.trial import log_tail
-from autoresearch.store.ledger import best_so_far
+from autoresearch.store.ledger import Ledger, best_so_far
 from autoresearch.store.workspace import Workspace
+from autoresearch.study.curves import reference_from
 
 LOG_TAIL_LINES = 40
+RECENT_CURVES = 6
 
 
 class DashboardError(UserError, ValueError):
@@ -39,6 +43,7 @@ def read_state(workspace: Workspace) -> dict:
         rows = ledger.experiments()
         proposal = ledger.latest_reasoning()
         verified = ledger.verifications()
+        curves = read_curves(ws, ledger, rows)
     direction = _direction(ws)
     finished = [e for e in rows if e.status != Status.RUNNING]
     experiments = [dict(_item(e), best=b) for e, b in zip(finished, best_so_far(finished, direction))]
@@ -47,7 +52,47 @@ def read_state(workspace: Workspace) -> dict:
     sigma = next((e.metrics["sigma"] for e in reversed(finished) if e.metrics.get("sigma") is not None), None)
     return {"experiments": experiments, "running": running, "best": kept[-1] if kept else None,
             "reasoning": (f"{proposal['description']}\n\n{proposal['reasoning']}" if proposal else ""),
-            "sigma": sigma, "direction": direction, "verification": _verified(verified)}
+            "sigma": sigma, "direction": direction, "verification": _verified(verified), "curves": curves}
+
+
+def read_curves(ws: Workspace, ledger: Ledger, rows: list) -> dict:
+    """The curves the page draws: the incumbent's (mean of its runs) with the band of repeated runs
+    around it, the running experiments' as they come in, and the most recent finished ones."""
+    try:
+        reference = reference_from(ledger, ws.branch())
+    except UserError:
+        reference = None
+    finished = [e.id for e in rows if e.status != Status.RUNNING]
+    wanted = [e.id for e in rows if e.status == Status.RUNNING] + finished[-RECENT_CURVES:]
+    found = ledger.curves(wanted)
+
+    def line(exp) -> dict:
+        runs = found.get(exp.id, {})
+        points = runs[max(runs)] if runs else []
+        return {"id": exp.id, "status": str(exp.status), "stopped_at": exp.metrics.get("stopped_at"),
+                "points": [[round(p.fraction, 4), _finite(p.loss)] for p in points]}
+
+    drawn = [line(e) for e in rows if e.id in found]
+    return {"incumbent": _band(reference) if reference else None,
+            "running": [c for c in drawn if c["status"] == Status.RUNNING],
+            "recent": [c for c in drawn if c["status"] != Status.RUNNING and (reference is None or c["id"] != reference.incumbent_id)]}
+
+
+def _band(reference) -> dict:
+    """The incumbent's mean curve on a grid of shares, with one spread of repeated runs either side."""
+    grid = [round(0.02 * i, 2) for i in range(1, 51)]
+    points = []
+    for share in grid:
+        mean = mean_loss_at(reference.incumbent, share)
+        if mean is None or not math.isfinite(mean):
+            continue
+        spread, _ = pooled_spread(reference.repeats, share)
+        points.append([share, round(mean, 5), round(spread, 5)])
+    return {"id": reference.incumbent_id, "points": points}
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 5) if math.isfinite(value) else None
 
 
 def _verified(verifications: list[dict]) -> dict | None:

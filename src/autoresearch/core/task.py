@@ -6,12 +6,14 @@ budget, a hard timeout, and which files the agent may edit or must leave alone.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.core.abort import AbortRule
 from autoresearch.core.errors import UserError
+from autoresearch.core.knob_spec import spec_problem
 
 CONFIG_NAME = "autoresearch.toml"
 BUDGET_KINDS = ("seconds", "tokens", "flops")
@@ -89,6 +91,21 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class KnobDecl:
+    """[knobs]: a hyperparameter declared in autoresearch.toml instead of a `# knob:` comment.
+    Without `file` it is a command-line flag: its value lives in the knob file, and `{name}` in the
+    command is replaced by it; with `file` it is a constant assigned in that (editable) file."""
+    name: str
+    spec: str  # int A..B | float A..B [log] | choice X|Y
+    file: str = ""
+
+
+# untracked paths of a repository that are its runs' outputs, not data: never shown to a run
+DEFAULT_OUTPUTS = ("out", "outputs", "checkpoints", "ckpt", "logs", "runs", "wandb", "lightning_logs", "mlruns",
+                   "__pycache__", ".venv", "venv", ".ipynb_checkpoints")
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     command: list[str]
@@ -105,6 +122,11 @@ class Task:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     early_abort: AbortRule | None = None  # [early_abort] enabled = true: stop hopeless runs (see abort.py)
+    metric_pattern: str = ""  # a regex with one group: the metric from the run's own output (last match)
+    extra_patterns: dict[str, str] = field(default_factory=dict)  # more metrics recorded the same way
+    knobs: tuple[KnobDecl, ...] = ()
+    knob_file: str = "knobs.toml"  # where the values of command-line flag knobs live (TOML, editable)
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # untracked paths that are outputs: not linked into runs
 
     @property
     def agent(self) -> AgentSettings:
@@ -136,34 +158,21 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
     direction = task.get("direction", "minimize")
     if direction not in DIRECTIONS:
         raise ConfigError(f"{source}: [task] direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
-    kind = budget.get("kind", "seconds")
-    if kind not in BUDGET_KINDS:
-        raise ConfigError(f"{source}: [budget] kind must be one of {', '.join(BUDGET_KINDS)}, not {kind!r}")
-    value = _positive_number(budget, "value", source)
-    default_timeout = 2 * value + 60 if kind == "seconds" else None
-    timeout = budget.get("timeout", default_timeout)
-    if timeout is None:
-        raise ConfigError(f"{source}: [budget] timeout (seconds) is required when the budget counts {kind}")
-    timeout = _positive_number({"timeout": timeout}, "timeout", source)
-    if kind == "seconds" and timeout <= value:
-        raise ConfigError(f"{source}: [budget] timeout ({timeout:g} s) must exceed the budget ({value:g} s)")
+    budget = _budget(budget, source)
+    editable, frozen = _task_files(task, source)
 
-    editable = _string_list(task, "editable", source, default=["train.py"])
-    frozen = _string_list(task, "frozen", source, default=[])
-    overlap = set(editable) & set(frozen)
-    if overlap:
-        raise ConfigError(f"{source}: {', '.join(sorted(overlap))} cannot be both editable and frozen")
-    for name in editable + frozen:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ConfigError(f"{source}: file {name!r} must be a path inside the workspace")
-
+    patterns = _patterns(task, source)
+    knob_file = str(task.get("knob_file", "knobs.toml"))
+    knobs = _knobs(raw.get("knobs", {}), command, editable, knob_file, source)
+    outputs = task.get("outputs", list(DEFAULT_OUTPUTS))
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        raise ConfigError(f"{source}: [task] outputs must be a list of paths (untracked outputs of runs)")
     return Task(
         name=str(task.get("name", "task")),
         command=list(command),
         metric=str(task.get("metric", "val_bpb")),
         direction=direction,
-        budget=Budget(kind=kind, value=value, timeout=timeout, warmup_seconds=_seconds(budget, "warmup_seconds", 0.0, source),
-                      startup_seconds=_seconds(budget, "startup_seconds", 10.0, source)),
+        budget=budget,
         editable=editable,
         frozen=frozen,
         program=str(task.get("program", "program.md")),
@@ -179,7 +188,93 @@ def parse_task(raw: dict, source: str = CONFIG_NAME) -> Task:
         evaluation=_evaluation(raw.get("evaluation", {}), source),
         sandbox=_sandbox(raw.get("sandbox", {}), source),
         early_abort=_early_abort(raw.get("early_abort", {}), source),
+        metric_pattern=patterns.get("", ""),
+        extra_patterns={k: v for k, v in patterns.items() if k},
+        knobs=knobs,
+        knob_file=knob_file,
+        outputs=tuple(outputs),
     )
+
+
+def _budget(budget: dict, source: str) -> Budget:
+    """[budget]: what it counts, how much, the hard timeout, and the allowances."""
+    kind = budget.get("kind", "seconds")
+    if kind not in BUDGET_KINDS:
+        raise ConfigError(f"{source}: [budget] kind must be one of {', '.join(BUDGET_KINDS)}, not {kind!r}")
+    value = _positive_number(budget, "value", source)
+    default_timeout = 2 * value + 60 if kind == "seconds" else None
+    timeout = budget.get("timeout", default_timeout)
+    if timeout is None:
+        raise ConfigError(f"{source}: [budget] timeout (seconds) is required when the budget counts {kind}")
+    timeout = _positive_number({"timeout": timeout}, "timeout", source)
+    if kind == "seconds" and timeout <= value:
+        raise ConfigError(f"{source}: [budget] timeout ({timeout:g} s) must exceed the budget ({value:g} s)")
+    return Budget(kind=kind, value=value, timeout=timeout, warmup_seconds=_seconds(budget, "warmup_seconds", 0.0, source),
+                  startup_seconds=_seconds(budget, "startup_seconds", 10.0, source))
+
+
+def _task_files(task: dict, source: str) -> tuple[list[str], list[str]]:
+    """[task] editable and frozen: paths inside the workspace, none of them both."""
+    editable = _string_list(task, "editable", source, default=["train.py"])
+    frozen = _string_list(task, "frozen", source, default=[])
+    overlap = set(editable) & set(frozen)
+    if overlap:
+        raise ConfigError(f"{source}: {', '.join(sorted(overlap))} cannot be both editable and frozen")
+    for name in editable + frozen:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ConfigError(f"{source}: file {name!r} must be a path inside the workspace")
+    return editable, frozen
+
+
+def _patterns(task: dict, source: str) -> dict[str, str]:
+    """`metric_pattern` (under the key "") and `extra_patterns`, each a regex with one group."""
+    found = {}
+    extra = task.get("extra_patterns", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{source}: [task] extra_patterns must be a table of name = 'regex'")
+    for name, pattern in {"": task.get("metric_pattern", ""), **extra}.items():
+        if pattern == "" and name == "":
+            continue
+        where = "metric_pattern" if name == "" else f"extra_patterns.{name}"
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{source}: [task] {where} must be a regular expression")
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            raise ConfigError(f"{source}: [task] {where} {pattern!r} is not a regular expression ({exc})") from None
+        if groups != 1:
+            raise ConfigError(f"{source}: [task] {where} {pattern!r} must have exactly one group around the number, "
+                              f"e.g. 'val loss ([0-9.]+)' (it has {groups})")
+        found[name] = pattern
+    return found
+
+
+def _knobs(table: dict, command: list[str], editable: list[str], knob_file: str, source: str) -> tuple[KnobDecl, ...]:
+    """[knobs]: `name = "float A..B log"` (a command-line flag) or `name = {range = "...", file = "config.py"}`."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [knobs] must be a table of name = 'int A..B' or name = {{range = ..., file = ...}}")
+    knobs = []
+    for name, value in table.items():
+        spec, file = (value, "") if not isinstance(value, dict) else (value.get("range"), value.get("file", ""))
+        if isinstance(value, dict) and set(value) - {"range", "file"}:
+            raise ConfigError(f"{source}: [knobs] {name}: only range and file may be given, not "
+                              f"{', '.join(sorted(set(value) - {'range', 'file'}))}")
+        problem = spec_problem(spec)
+        if problem:
+            raise ConfigError(f"{source}: [knobs] {name}: {problem}")
+        home = file or knob_file
+        if home not in editable:
+            raise ConfigError(f"{source}: [knobs] {name} lives in {home}, which is not in [task] editable: add it there")
+        if not file and not any(f"{{{name}}}" in part for part in command):
+            raise ConfigError(f"{source}: [knobs] {name} is a command-line flag but the command never uses "
+                              f"{{{name}}}: add e.g. \"--{name}={{{name}}}\" to [task] command, or give it a file")
+        knobs.append(KnobDecl(str(name), spec.strip(), str(file)))
+    flags = {k.name for k in knobs if not k.file}
+    for part in command:
+        for used in re.findall(r"\{(\w+)\}", part):
+            if used != "python" and used not in flags:
+                raise ConfigError(f"{source}: [task] command uses {{{used}}} but [knobs] declares no flag {used}")
+    return tuple(knobs)
 
 
 def _settings(cls, table: dict, name: str, source: str):

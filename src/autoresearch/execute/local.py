@@ -98,7 +98,7 @@ class LocalExecutor:
     def _run(self, slot: Slot, job: Job) -> None:
         on_line = (lambda line: self.on_line(job, line)) if self.on_line else None
         try:
-            prepare_worktree(self.workspace, slot.path, job.commit)
+            prepare_worktree(self.workspace, slot.path, job.commit, self.task.outputs)
             spec = RunSpec(Workspace(slot.path), self.task, job.commit, RunPaths(job.log_path), env=slot.env,
                            hide=(self.workspace.state,), coordinator_refs=self.coordinator_refs,
                            score_test=job.score_test)
@@ -130,10 +130,11 @@ class LocalExecutor:
                 kill_recorded(pgid)
 
 
-def prepare_worktree(workspace: Workspace, path: Path, commit: str) -> None:
-    """A detached worktree of the workspace at `commit`, cleaned, with the prepared data linked in."""
+def prepare_worktree(workspace: Workspace, path: Path, commit: str, outputs: tuple[str, ...] = ()) -> None:
+    """A detached worktree of the workspace at `commit`, cleaned, with the prepared data linked in:
+    ours, and what the repository prepared inside itself (git-ignored, not outputs), read-only."""
     slot = Workspace(path)
-    if not (path / ".git").exists():
+    if not _own_worktree(workspace, path):  # new, or its link to the repository is not the one git made
         shutil.rmtree(path, ignore_errors=True)
         gitops.git(workspace.root, "worktree", "prune")
         gitops.git(workspace.root, "worktree", "add", "-q", "--detach", "--force", str(path), commit)
@@ -143,3 +144,19 @@ def prepare_worktree(workspace: Workspace, path: Path, commit: str) -> None:
     data = workspace.data_dir()
     if data is not None and not (slot.data_link.is_symlink() and slot.data_link.resolve() == data.resolve()):
         slot.link_data(data.resolve())  # new, or the workspace's data was prepared again elsewhere
+    for name in workspace.prepared_inside(outputs) if outputs else ():
+        target = path / name
+        if not target.exists() and not target.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(workspace.root / name)
+
+
+def _own_worktree(workspace: Workspace, path: Path) -> bool:
+    """The slot's `.git` is the file git wrote, pointing into the workspace's repository."""
+    link = path / ".git"
+    try:
+        gitdir = Path(link.read_text().strip().removeprefix("gitdir: ")) if link.is_file() else None
+        return (gitdir is not None and gitdir.parent == workspace.root / ".git" / "worktrees"
+                and (gitdir / "gitdir").read_text().strip() == str(link))
+    except OSError:
+        return False

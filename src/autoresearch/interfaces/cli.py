@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoresearch", description="An autonomous research loop for ML code.")
     parser.add_argument("--version", action="version", version=f"autoresearch {__version__}")
     sub = parser.add_subparsers(title="commands")
-    for add in (_init_parser, _prepare_parser, _exp_parser, _run_parser, _verify_parser, _export_parser,
+    for add in (_init_parser, _adopt_parser, _prepare_parser, _exp_parser, _run_parser, _verify_parser, _export_parser,
                 _history_parser, _report_parser, _dashboard_parser, _mcp_parser, _status_parser):
         add(sub)
     return parser
@@ -56,6 +56,27 @@ def _init_parser(sub) -> None:
     p.add_argument("--dataset", help="shakespeare, climbmix, tinystories, or a path to .txt/.jsonl/.parquet files")
     p.add_argument("--budget", type=float, help="training budget in seconds (default: the preset's)")
     p.set_defaults(handler=cmd_init)
+
+
+def _adopt_parser(sub) -> None:
+    p = sub.add_parser("adopt", help="make an existing training repository a workspace (writes autoresearch.toml)")
+    p.add_argument("directory", type=Path, nargs="?", default=Path("."), help="the repository (default: here)")
+    p.add_argument("--command", required=True, help="what trains, e.g. 'python train.py --max_iters=200'")
+    p.add_argument("--metric", required=True, help="the name of the number that decides, e.g. val_loss")
+    p.add_argument("--metric-pattern", default="", metavar="REGEX",
+                   help="read the metric from the run's own log lines: one group around the number; the last match wins")
+    p.add_argument("--direction", choices=["minimize", "maximize"], default="minimize")
+    p.add_argument("--editable", action="append", default=[], metavar="GLOBS",
+                   help="files the agent may change (default: the script the command runs)")
+    p.add_argument("--frozen", action="append", default=[], metavar="GLOBS", help="files runs must leave as they are")
+    p.add_argument("--knob", action="append", default=[], metavar="'NAME[=VALUE] SPEC'",
+                   help="a command-line flag to search, e.g. 'learning_rate float 1e-4..1e-2 log' "
+                        "(its start: VALUE, or the script's own default)")
+    p.add_argument("--budget", type=float, help="seconds of each run, by the harness's clock (default 300)")
+    p.add_argument("--timeout", type=float, help="hard limit of a run in seconds (default 2 x budget + 60)")
+    p.add_argument("--tag", help="research branch autoresearch/<tag> (default: today, e.g. nov26)")
+    p.add_argument("--dry-run", action="store_true", help="print the autoresearch.toml it would write; change nothing")
+    p.set_defaults(handler=cmd_adopt)
 
 
 def _prepare_parser(sub) -> None:
@@ -92,6 +113,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--no-pipeline", action="store_true", help="do not write the next proposal while runs train")
     p.add_argument("--top-k", type=int, default=1,
                    help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
+    p.add_argument("--early-abort", choices=["on", "off"],
+                   help="stop candidates whose training curve cannot catch the best's (default: [early_abort] "
+                        "in autoresearch.toml, off unless enabled there)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the training output (plain mode)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
@@ -179,6 +203,26 @@ def cmd_init(args) -> int:
     return 0
 
 
+def cmd_adopt(args) -> int:
+    from autoresearch.store.adopt import AdoptError, AdoptOptions, plan, write
+
+    root = args.directory.resolve()
+    if not (root / ".git").exists():
+        raise AdoptError(f"{root} is not a git repository: `git init && git add -A && git commit` it first")
+    options = AdoptOptions(args.command, args.metric, args.metric_pattern, args.direction, args.editable, args.frozen,
+                           args.budget, args.timeout, args.tag, args.knob)
+    adopted = plan(root, options)
+    if args.dry_run:
+        print(adopted.toml, end="")
+        return 0
+    written = write(root, adopted)
+    print(f"adopted {root} on branch {adopted.branch}: wrote {', '.join(written)}")
+    for line in adopted.assumed:
+        print(f"  assumed: {line}")
+    print(f"next: cd {root} && autoresearch exp -m baseline && autoresearch run")
+    return 0
+
+
 def cmd_prepare(args) -> int:
     from autoresearch.data.build import prepare_data
 
@@ -249,6 +293,9 @@ def cmd_run(args) -> int:
         who = ", ".join(f"{s.provider} {s.model}".strip() for s in settings)
         print(f"autoresearch run in {ws.root} with {who}{where}; "
               f"stop with Ctrl-C or `touch {ws.relative(ws.stop_file)}`", flush=True)
+        if not task.evaluation.command:
+            print(f"{task.metric} is what each run reports of itself (no [evaluation] command): not verified",
+                  flush=True)
         if _live_view_wanted(args):
             bus.subscribe(stack.enter_context(_live_view(task)))
         else:
@@ -277,6 +324,7 @@ def _study_options(args, settings):
 
     return StudyOptions(max_experiments=args.max_experiments, hours=args.hours, max_cost_usd=args.max_cost,
                         pipeline=not args.no_pipeline, top_k=args.top_k, seed=args.seed,
+                        early_abort=None if args.early_abort is None else args.early_abort == "on",
                         max_fix_attempts=settings[0].max_fix_attempts)
 
 

@@ -44,7 +44,7 @@ def read_state(workspace: Workspace) -> dict:
         proposal = ledger.latest_reasoning()
         verified = ledger.verifications()
         curves = read_curves(ws, ledger, rows)
-    direction = _direction(ws)
+    direction, trusted = _direction_and_trust(ws)
     finished = [e for e in rows if e.status != Status.RUNNING]
     experiments = [dict(_item(e), best=b) for e, b in zip(finished, best_so_far(finished, direction))]
     running = [dict(_item(e), log_tail=_log_tail(ws, e.id)) for e in rows if e.status == Status.RUNNING]
@@ -52,7 +52,8 @@ def read_state(workspace: Workspace) -> dict:
     sigma = next((e.metrics["sigma"] for e in reversed(finished) if e.metrics.get("sigma") is not None), None)
     return {"experiments": experiments, "running": running, "best": kept[-1] if kept else None,
             "reasoning": (f"{proposal['description']}\n\n{proposal['reasoning']}" if proposal else ""),
-            "sigma": sigma, "direction": direction, "verification": _verified(verified), "curves": curves}
+            "sigma": sigma, "direction": direction, "verification": _verified(verified), "curves": curves,
+            "trusted": trusted}
 
 
 def read_curves(ws: Workspace, ledger: Ledger, rows: list) -> dict:
@@ -109,11 +110,13 @@ def _item(e) -> dict:
             "wall_seconds": e.wall_seconds, "branch": e.branch, "proposer": e.proposer}
 
 
-def _direction(ws: Workspace) -> str:
+def _direction_and_trust(ws: Workspace) -> tuple[str, bool | None]:
+    """Which way is better, and whether a trusted evaluation scores the runs (None: unknown)."""
     try:
-        return ws.task().direction
+        task = ws.task()
     except UserError:  # a broken config does not stop the page from showing what was recorded
-        return "minimize"
+        return "minimize", None
+    return task.direction, bool(task.evaluation.command)
 
 
 def read_diff(workspace: Workspace, exp_id: int) -> str | None:

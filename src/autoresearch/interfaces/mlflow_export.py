@@ -70,7 +70,7 @@ class MlflowExporter:
             ID_TAG: str(exp.id), "autoresearch.status": str(exp.status), "autoresearch.branch": exp.branch,
             "autoresearch.commit": exp.commit or "", "autoresearch.reason": exp.reason[:5000],
             "autoresearch.proposer": exp.proposer, "mlflow.note.content": exp.description})
-        for key, value in knob_values_at(self.ws.root, exp.commit, self.task.editable[0]).items():
+        for key, value in knob_values_at(self.ws.root, exp.commit, self.task).items():
             client.log_param(run.info.run_id, key, value)
         for key, value in exp.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

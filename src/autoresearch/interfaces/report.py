@@ -100,6 +100,7 @@ class Results:
     direction: str = "minimize"
     verification: dict | None = None  # the latest `autoresearch verify` of the branch
     sigma: float | None = None  # one run's standard deviation, where the judge measured it
+    trusted: bool | None = None  # scored by a trusted evaluation; False: the runs' own report; None: unknown
 
 
 def running_best(rows: list[Row], direction: str = "minimize") -> list[float | None]:
@@ -273,7 +274,7 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
 <h1>{esc(title)}</h1>
 <p class="summary"><span><b>{len(rows)}</b> experiments</span><span><b>{counts['keep']}</b> kept</span>
 <span><b>{counts['discard']}</b> discarded</span><span><b>{counts['crash']}</b> crashed</span>
-<span>{esc(results.metric)} {esc(improvement)}</span><span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
+<span>{esc(results.metric)} {esc(improvement)}</span>{_trust_html(results.trusted)}<span>range {min(values, default=0):.6f} – {max(values, default=0):.6f}</span></p>
 <div class="plot">{svg.read_text() if svg.exists() else ""}</div>
 {verified_html(results.verification)}
 <h2>Biggest gains</h2><ol>{gain_items}</ol>
@@ -285,6 +286,13 @@ pre {{ background: #f8f9fa; padding: 8px; overflow-x: auto; font-size: 12px; }}
 """
     out.write_text(page)
     return out
+
+
+def _trust_html(trusted: bool | None) -> str:
+    if trusted is False:
+        return ('<span class="untrusted"><b>reported by the runs, not verified</b> (no [evaluation] command: '
+                "nothing stops a run from printing any number)</span>")
+    return ""
 
 
 def verified_html(verification: dict | None) -> str:
@@ -320,7 +328,8 @@ def load_results(source: Path) -> Results:
         with ws.open_ledger(readonly=True) as ledger:
             verified = ledger.verifications(ws.branch())
         return Results(read_workspace(ws), f"autoresearch: {source.name}", task.metric, task.direction,
-                       verified[-1]["result"] if verified else None, workspace_sigma(ws))
+                       verified[-1]["result"] if verified else None, workspace_sigma(ws),
+                       trusted=bool(task.evaluation.command))
     path = source / "results.tsv" if source.is_dir() else source
     if path.is_file():
         rows = read_results_tsv(path)

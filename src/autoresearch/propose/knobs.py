@@ -16,14 +16,14 @@ import ast
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from autoresearch.core.knob_spec import CHOICE, RANGE
 from autoresearch.propose.edits import Edit
 from autoresearch.store import gitops
 
 _KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
-_RANGE = re.compile(r"^(?P<kind>int|float)\s+(?P<low>[-+0-9.e]+)\s*\.\.\s*(?P<high>[-+0-9.e]+)(?:\s+(?P<scale>log|pow2)\b)?")
-_CHOICE = re.compile(r"^choice\s+(?P<choices>\S+)")
+_RANGE, _CHOICE = RANGE, CHOICE
 
 
 class KnobError(ValueError):
@@ -40,6 +40,7 @@ class Knob:
     high: float = 0.0
     scale: str = "linear"  # linear | log | pow2 (powers of two only)
     choices: tuple = ()  # typed: numbers stay numbers
+    path: str = ""  # the file it lives in ("" = the main editable file)
 
     def check(self, value: object) -> object:
         """`value` as this knob's type if it lies in range; KnobError otherwise (small models ignore ranges)."""
@@ -97,22 +98,26 @@ class Knob:
 def parse_knobs(source: str) -> list[Knob]:
     knobs = []
     for match in _KNOB_LINE.finditer(source):
-        name, spec = match["name"], match["spec"].strip()
+        name = match["name"]
         try:
             current = ast.literal_eval(match["value"])
         except (ValueError, SyntaxError):
             raise KnobError(f"knob {name}: its value {match['value']!r} is not a literal") from None
-        if m := _RANGE.match(spec):
-            low, high = float(m["low"]), float(m["high"])
-            if low > high:
-                raise KnobError(f"knob {name}: empty range {m['low']}..{m['high']}")
-            knobs.append(Knob(name, m["kind"], current, match.group(0), low, high, m["scale"] or "linear"))
-        elif m := _CHOICE.match(spec):
-            choices = tuple(_literal_or_text(choice) for choice in m["choices"].split("|"))
-            knobs.append(Knob(name, "choice", current, match.group(0), choices=choices))
-        else:
-            raise KnobError(f"knob {name}: cannot read {spec!r} (expected 'int A..B', 'float A..B [log]' or 'choice X|Y')")
+        knobs.append(knob_from_spec(name, current, match["spec"].strip(), match.group(0)))
     return knobs
+
+
+def knob_from_spec(name: str, current: object, spec: str, line: str, path: str = "") -> Knob:
+    """A knob of `spec` ('int A..B', 'float A..B log', 'choice X|Y') whose source line is `line`."""
+    if m := _RANGE.match(spec):
+        low, high = float(m["low"]), float(m["high"])
+        if low > high:
+            raise KnobError(f"knob {name}: empty range {m['low']}..{m['high']}")
+        return Knob(name, m["kind"], current, line, low, high, m["scale"] or "linear", path=path)
+    if m := _CHOICE.match(spec):
+        choices = tuple(_literal_or_text(choice) for choice in m["choices"].split("|"))
+        return Knob(name, "choice", current, line, choices=choices, path=path)
+    raise KnobError(f"knob {name}: cannot read {spec!r} (expected 'int A..B', 'float A..B [log]' or 'choice X|Y')")
 
 
 def _literal_or_text(text: str) -> object:
@@ -127,9 +132,57 @@ def knob_edit(path: str, knob: Knob, value: object) -> Edit:
     """A search/replace edit that sets `knob` to `value` (checked), keeping its comment."""
     value = knob.check(value)
     literal = f'"{value}"' if isinstance(value, str) else repr(value)
+    path = knob.path or path
+    if not _KNOB_LINE.match(knob.line):  # declared in [knobs]: only the value changes
+        match = _ASSIGNED(knob.name).match(knob.line)
+        return Edit(path=path, search=knob.line, replace=knob.line[:match.start("value")] + literal
+                    + knob.line[match.end("value"):])
     prefix, comment = knob.line.split("#", 1)
     code = f"{knob.name} = {literal}"
     return Edit(path=path, search=knob.line, replace=f"{code.ljust(len(prefix) - 1)} #{comment}")
+
+
+def _ASSIGNED(name: str) -> re.Pattern:  # noqa: N802 - reads like the constants above
+    """`name = value` (Python, TOML) or `name: value` (YAML), with an optional comment after it."""
+    return re.compile(rf"^\s*{re.escape(name)}\s*[=:]\s*(?P<value>[^#\n]*?)\s*(?:#.*)?$", re.MULTILINE)
+
+
+def declared_knobs(files: dict[str, str], task) -> list[Knob]:
+    """The knobs `[knobs]` declares, with their current values read from the files they live in."""
+    knobs = []
+    for decl in task.knobs:
+        path = decl.file or task.knob_file
+        match = _ASSIGNED(decl.name).search(files.get(path, ""))
+        if match is None:
+            raise KnobError(f"[knobs] {decl.name}: {path} assigns no value to it (e.g. '{decl.name} = 0.001')")
+        knobs.append(knob_from_spec(decl.name, _literal_or_text(match["value"].strip()), decl.spec, match.group(0),
+                                    path))
+    return knobs
+
+
+def task_knobs(files: dict[str, str], task) -> list[Knob]:
+    """Every knob of a task: `# knob:` comments in the main editable file, and `[knobs]`."""
+    main = task.editable[0]
+    commented = [k for k in parse_knobs(files.get(main, "")) if k.name not in {d.name for d in task.knobs}]
+    return [replace(k, path=main) for k in commented] + declared_knobs(files, task)
+
+
+def flag_values(checkout_root, task) -> dict[str, str]:
+    """The command-line flag knobs' values as the run's checkout holds them (for `{name}` in the command)."""
+    import tomllib
+
+    flags = [k.name for k in task.knobs if not k.file]
+    if not flags:
+        return {}
+    path = checkout_root / task.knob_file
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KnobError(f"{task.knob_file} cannot be read as TOML ({exc})") from None
+    missing = [name for name in flags if name not in values]
+    if missing:
+        raise KnobError(f"{task.knob_file} has no value for {', '.join(missing)} (e.g. '{missing[0]} = 0.001')")
+    return {name: str(values[name]) for name in flags}
 
 
 def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
@@ -150,11 +203,13 @@ def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
     return source
 
 
-def knob_values_at(workspace, commit: str | None, path: str) -> dict[str, object]:
-    """The knob values `path` declares at `commit` ({} if it is missing or its knobs cannot be read)."""
+def knob_values_at(workspace, commit: str | None, task) -> dict[str, object]:
+    """The knob values of `task` at `commit` ({} if its files are missing or its knobs cannot be read)."""
     if not commit:
         return {}
+    paths = {task.editable[0], *(d.file or task.knob_file for d in task.knobs)}
+    files = {p: (gitops.file_at(workspace, commit, p) or b"").decode(errors="replace") for p in paths}
     try:
-        return {k.name: k.current for k in parse_knobs((gitops.file_at(workspace, commit, path) or b"").decode())}
+        return {k.name: k.current for k in task_knobs(files, task)}
     except KnobError:
         return {}

@@ -11,24 +11,25 @@ import random
 
 from autoresearch.propose.base import Draft, Snapshot
 from autoresearch.propose.edits import Proposal
-from autoresearch.propose.knobs import Knob, KnobError, knob_edit, parse_knobs
+from autoresearch.propose.knobs import Knob, KnobError, knob_edit, task_knobs
 
 NOT_SEARCHED = ("TORCH_COMPILE",)  # a speed switch, not a hyperparameter
 
 
 def searchable_knobs(snapshot: Snapshot, proposer: str,
                      exclude: tuple[str, ...] = NOT_SEARCHED) -> tuple[dict[str, Knob], Draft | None]:
-    """The knobs the main editable file declares, or a fatal draft that says why there are none
-    (asking again cannot help: only an edit of the file by a person or a model can)."""
+    """The knobs the main editable file and `[knobs]` declare, or a fatal draft that says why there
+    are none (asking again cannot help: only an edit by a person or a model can)."""
     path = snapshot.main_file
     try:
-        knobs = {k.name: k for k in parse_knobs(snapshot.files.get(path, "")) if k.name not in exclude}
+        knobs = {k.name: k for k in task_knobs(snapshot.files, snapshot.task) if k.name not in exclude}
     except KnobError as exc:
         return {}, Draft(None, proposer, error=str(exc), attempts=1, fatal=True)
     if not knobs:
         return {}, Draft(None, proposer, attempts=1, fatal=True,
-                         error=f"{path} declares no knobs ('NAME = value  # knob: float A..B'); {proposer} needs "
-                               "them: declare some, or let a model propose (--model, --base-url)")
+                         error=f"{path} declares no knobs ('NAME = value  # knob: float A..B') and autoresearch.toml "
+                               f"has no [knobs]; {proposer} needs them: declare some, or let a model propose "
+                               "(--model, --base-url)")
     return knobs, None
 
 

@@ -33,6 +33,8 @@ class Policy:
     hidden: tuple[Path, ...] = ()  # directories that must look empty (harness state, data)
     bind_files: dict[Path, Path] = field(default_factory=dict)  # target -> source, read-only, placed after hiding
     network: bool = False
+    workdir_writable: bool = False  # a disposable checkout the run may write in (checkpoints, logs in place)
+    protected: tuple[Path, ...] = ()  # inside a writable workdir, read-only still (frozen files, .git)
 
 
 class Sandbox:
@@ -79,7 +81,9 @@ class Bubblewrap(Sandbox):
         around = [p for p in policy.hidden if _under(policy.workdir, p)]  # hidden, but for the workdir inside
         for path in around:
             args += ["--tmpfs", str(path)]
-        args += ["--ro-bind", str(policy.workdir), str(policy.workdir)]
+        args += ["--bind" if policy.workdir_writable else "--ro-bind", str(policy.workdir), str(policy.workdir)]
+        for path in policy.protected:  # before what hides or replaces files: those binds win
+            args += ["--ro-bind", str(path), str(path)]
         for path in policy.hidden:  # first hide, then put back only what the policy names
             if path not in around:
                 args += ["--tmpfs", str(path)]

@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import sys
@@ -30,8 +31,9 @@ from pathlib import Path
 from autoresearch.core.budget import BudgetReading, measure
 from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import directory_sha256, file_sha256
-from autoresearch.core.summary import metric_value, parse_summary
+from autoresearch.core.summary import metric_value, parse_summary, pattern_failure, read_metrics
 from autoresearch.core.task import Task
+from autoresearch.propose.knobs import KnobError, flag_values
 from autoresearch.run.clock import ClockChannel, Timeline
 from autoresearch.run.process import (
     RUN_MARKER,
@@ -100,13 +102,19 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     sandbox = sandbox or find_sandbox(spec.task.sandbox.kind)
     marker = spec.env.get(RUN_MARKER) or secrets.token_hex(8)  # in every process of the run, to find them all
     try:
+        flag_values(spec.checkout.root, spec.task)
+    except KnobError as exc:  # the candidate's knob file cannot give the command its flags
+        return TrialResult.never_ran(spec.paths.log, str(exc))
+    try:
         _fresh_dirs(spec)
-        # in a sandbox the checkout, and the repository with it, is read-only: its refs cannot change
+        # in a sandbox the repository (.git) is read-only in the checkout: its refs cannot change
         guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
                          gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
         run, timeline = train(spec, sandbox, marker, on_line)
-        summary = parse_summary(spec.paths.log.read_text(errors="replace"))
+        task = spec.task
+        summary = read_metrics(spec.paths.log.read_text(errors="replace"), task.metric, task.metric_pattern,
+                               task.extra_patterns)
         trusted = bool(spec.task.evaluation.command)
         failure = (check(spec, before) or _handoff_changed(spec, timeline)
                    or _training_failure(run, summary, spec.task, trusted))
@@ -146,10 +154,13 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> tuple[R
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
     unseen = [*task.evaluation.private, *task.evaluation.held_out]
     private = {ws.root / name: ws.empty_file for name in unseen if (ws.root / name).exists()}
+    frozen = [ws.root / name for name in task.frozen if (ws.root / name).exists()]
     policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state),
                     bind_files={**_data_files(data, hide=("val", "test") if trusted else ("test",)), **private},
-                    writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network)
-    command = Command(sandbox.wrap(task.command, policy), ws.root, paths.log, task.budget.timeout, env=env,
+                    writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network,
+                    workdir_writable=True, protected=tuple(p for p in (ws.root / ".git", *frozen) if p.exists()))
+    argv = fill_flags(task.command, flag_values(ws.root, task))
+    command = Command(sandbox.wrap(argv, policy), ws.root, paths.log, task.budget.timeout, env=env,
                       limits=_limits(task), find_strays=not sandbox.isolates, pass_fds=(clock.child_fd,))
     recorded = record_processes(paths.pgid, marker)
 
@@ -244,12 +255,34 @@ def _training_failure(run: RunResult, summary: dict, task: Task, trusted: bool) 
     if run.timed_out:
         return f"timed out after {task.budget.timeout:g} s"
     if run.exit_code != 0:
+        forbidden = _forbidden_write(log_tail(run.log_path, 40))
+        if forbidden:
+            return (f"the run may not write {forbidden}: a run writes in its own checkout, $AUTORESEARCH_SCRATCH "
+                    "or its handoff dir (frozen files, .git and everything outside are read-only)")
         return f"exit code {run.exit_code}: {last_line(run.log_path)}"
+    if not trusted and task.metric_pattern and metric_value(summary, task.metric) is None:
+        return pattern_failure(run.log_path.read_text(errors="replace"), task.metric, task.metric_pattern)
     if not summary:
         return "exited without a summary block"
     if not trusted and metric_value(summary, task.metric) is None:
         return f"summary has no valid {task.metric} ({summary.get(task.metric, 'missing')})"
     return ""
+
+
+_FORBIDDEN = re.compile(r"\[Errno (?:30|13)\] (?P<why>Read-only file system|Permission denied): '(?P<path>[^']+)'")
+
+
+def _forbidden_write(tail: str) -> str:
+    """The path a crashed run was refused writing (and why), if that is how it crashed."""
+    found = list(_FORBIDDEN.finditer(tail))
+    return f"{found[-1]['path']} ({found[-1]['why']})" if found else ""
+
+
+def fill_flags(command: list[str], values: dict[str, str]) -> list[str]:
+    """`{name}` in the command replaced by the flag knob's value in the checkout."""
+    for name, value in values.items():
+        command = [part.replace(f"{{{name}}}", value) for part in command]
+    return command
 
 
 def log_tail(log_path: Path, n_lines: int = LOG_TAIL_LINES) -> str:

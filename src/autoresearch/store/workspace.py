@@ -186,6 +186,14 @@ class Workspace:
     def branch(self) -> str:
         return gitops.current_branch(self.root)
 
+    def prepared_inside(self, outputs: tuple[str, ...]) -> list[str]:
+        """Git-ignored paths the repository prepared inside itself (tokenized data, say), top-level
+        entries or whole directories as git names them, without its runs' outputs and our state."""
+        listed = gitops.git(self.root, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory")
+        skip = {STATE_DIR, "results.tsv", "run.log", *(o.strip("/") for o in outputs)}  # ours are outputs too
+        return [p.rstrip("/") for p in listed.splitlines()
+                if p and p.rstrip("/").split("/")[0] not in skip and not p.endswith((".pyc", ".pyo"))]
+
     def head(self) -> str:
         return gitops.head(self.root)
 

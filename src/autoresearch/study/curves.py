@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from autoresearch.core.abort import Reference, Verdict, check
+from autoresearch.core.abort import AbortRule, Reference, Verdict, check
 from autoresearch.core.curve import Point, at_least_elapsed, points_from_log
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
@@ -21,8 +21,8 @@ from autoresearch.store.ledger import Ledger
 
 
 class CurveWatch:
-    def __init__(self, task: Task, ledger: Ledger, branch: str):
-        self.rule, self.ledger, self.branch = task.early_abort, ledger, branch
+    def __init__(self, task: Task, ledger: Ledger, branch: str, rule: AbortRule | None):
+        self.rule, self.ledger, self.branch = rule, ledger, branch
         self.budget_seconds = task.budget.value if task.budget.kind == "seconds" else None
         self._lock = threading.Lock()
         self._buffer: list[tuple[int, int, Point]] = []

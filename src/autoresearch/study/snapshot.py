@@ -11,7 +11,7 @@ from types import MappingProxyType
 from autoresearch.core.task import Task
 from autoresearch.propose.base import Snapshot
 from autoresearch.propose.context import frozen_api
-from autoresearch.propose.knobs import KnobError, parse_knobs
+from autoresearch.propose.knobs import KnobError, task_knobs
 from autoresearch.store.ledger import Experiment
 from autoresearch.store.workspace import Workspace
 
@@ -41,7 +41,7 @@ class Snapshots:
         """The knob values the main editable file declares at `commit` ({} if it cannot be read)."""
         if commit not in self._knobs:
             try:
-                knobs = parse_knobs(self.files_at(commit).get(self.task.editable[0], ""))
+                knobs = task_knobs(self.files_at(commit), self.task)
                 self._knobs[commit] = {k.name: k.current for k in knobs}
             except KnobError:
                 self._knobs[commit] = {}

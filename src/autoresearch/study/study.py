@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoresearch.core.abort import Verdict
+from autoresearch.core.abort import AbortRule, Verdict
 from autoresearch.core.curve import parse_progress
 from autoresearch.core.events import EventBus, ExperimentFinished, Note, Progress, RunOutput, RunStarted, StudyStopped
 from autoresearch.core.judge import Decision
@@ -60,6 +60,7 @@ class StudyOptions:
     seed: int | None = None  # of those choices and of the bandit
     failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
     max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
+    early_abort: bool | None = None  # None: as [early_abort] says; True: on (its settings or the defaults); False: off
     stagnation_after: int = 8  # experiments without a keep before the proposer is asked for a structural change
     poll_s: float = 0.5  # longest wait for a result before the stop rules are looked at again
 
@@ -147,7 +148,7 @@ class Study:
         self.ledger = ledger or self.ws.open_ledger()
         self.branch = self.ws.branch()
         self.snapshots = Snapshots(self.ws, self.task)
-        self.curves = CurveWatch(self.task, self.ledger, self.branch)
+        self.curves = CurveWatch(self.task, self.ledger, self.branch, abort_rule(self.task, self.options.early_abort))
         self.stopped: dict[int, Verdict] = {}  # runs stopped early, until their result comes back
         self.bandit, self.rng = Bandit(self.options.seed), random.Random(self.options.seed)
         one_slot = executor.capacity == 1
@@ -529,7 +530,7 @@ class Study:
         (never the baseline, never a rerun: those measure the noise the rule relies on)."""
         self.curves.flush()
         stop = getattr(self.executor, "stop", None)
-        if stop is None or self.task.early_abort is None:
+        if stop is None or self.curves.rule is None:
             return
         watched = {exp_id for exp_id, entry in self.flying.items()
                    if entry.candidate.against is not None and entry.candidate.runs == 0 and exp_id not in self.stopped}
@@ -551,6 +552,13 @@ class Study:
         if point is not None:
             point = self.curves.heard(job.exp_id, point) or point
             self.bus.publish(Progress(job.exp_id, point.step, point.fraction, point.loss, point.tokens_per_second))
+
+
+def abort_rule(task, wanted: bool | None) -> AbortRule | None:
+    """The early-abort rule of a study: the task's, unless the command line turned it on or off."""
+    if wanted is None:
+        return task.early_abort
+    return (task.early_abort or AbortRule()) if wanted else None
 
 
 def content_key(files: dict[str, str]) -> str:

@@ -1,0 +1,108 @@
+"""`autoresearch adopt`: a training repository in a style that is not ours, run as it is: its own
+flags as knobs, its own log lines as the metric, checkpoints written in place, its files untouched."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from adopt_repo import make_repo
+from conftest import git, ledger_for, run_cli
+
+ADOPT = ["adopt", "--command", "python train.py --steps=100", "--metric", "val_loss",
+         "--metric-pattern", r"val loss ([0-9.]+)", "--knob", "lr float 0.03..3 log", "--knob", "smooth float 0.2..4",
+         "--budget", "20", "--tag", "t"]
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "bigram")
+
+
+def test_one_adopt_command_then_a_study_over_its_flags(repo):
+    original = git(repo, "rev-parse", "HEAD")
+    out = run_cli(*ADOPT, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert "assumed: knob lr starts at 0.3, the script's own default" in out.stdout
+    study = run_cli("run", "--provider", "random", "--seed", "2", "--max-experiments", "3", "--plain", cwd=repo)
+    assert study.returncode == 0, study.stdout + study.stderr
+    assert "val_loss is what each run reports of itself" in study.stdout
+    ledger = ledger_for(repo)
+    baseline, *candidates = ledger.experiments()
+    ledger.close()
+    log = (repo / baseline.log_path).read_text()
+    assert baseline.status == "keep" and f"final | val loss {baseline.metric:.4f}" in log  # its own log line
+    assert len(candidates) == 2 and all(c.status in ("keep", "discard") for c in candidates)
+    for c in candidates:  # a knob moved in knobs.toml, and the script saw it as its own flag
+        assert "knobs.toml" in c.diff and "train.py" not in c.diff
+        assert c.metric != baseline.metric  # the runs are deterministic: only the flag can have changed it
+    assert (repo / ".autoresearch" / "slots" / "local" / "out" / "ckpt.npy").is_file()  # written in place
+    assert not (repo / "out").exists()  # ... of the run's own checkout, never of the repository
+    changed = git(repo, "diff", "--name-only", original, "HEAD").split()
+    assert set(changed) <= {"autoresearch.toml", "program.md", ".gitignore", "knobs.toml"}
+    assert git(repo, "diff", "--name-only", original, "HEAD", "--", "train.py", "prepare_data.py", "input.txt") == ""
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_dry_run_prints_the_toml_and_changes_nothing(repo):
+    out = run_cli(*ADOPT, "--dry-run", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert 'command = ["{python}", "train.py", "--steps=100", "--lr={lr}", "--smooth={smooth}"]' in out.stdout
+    assert 'metric_pattern = "val loss ([0-9.]+)"' in out.stdout
+    assert not (repo / "autoresearch.toml").exists() and git(repo, "branch", "--show-current") == "main"
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--metric-pattern", "val loss [0-9.]+"], "must have exactly one group around the number"),
+    (["--metric-pattern", "val loss ("], "is not a regular expression"),
+    (["--knob", "lr float 1..x"], "--knob lr: cannot read 'float 1..x'"),
+    (["--knob", "lr float 0..1 log"], "a log range must start above 0"),
+    (["--knob", "depth int 1..4"], "--knob depth: no default for it in train.py; give one: --knob 'depth=VALUE int 1..4'"),
+])
+def test_bad_adopt_input_is_one_line_that_says_what_to_fix(repo, change, message):
+    args = list(ADOPT)
+    if change[0] == "--knob":
+        args += change  # one more knob
+    else:
+        args[args.index(change[0]) + 1] = change[1]
+    out = run_cli(*args, cwd=repo)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (repo / "autoresearch.toml").exists() and git(repo, "branch", "--show-current") == "main"
+
+
+def test_a_metric_never_printed_stops_at_the_baseline_with_what_to_fix(repo):
+    args = list(ADOPT)
+    args[args.index("--metric-pattern") + 1] = r"val acc ([0-9.]+)"
+    assert run_cli(*args, cwd=repo).returncode == 0
+    out = run_cli("run", "--provider", "random", "--max-experiments", "5", "--plain", cwd=repo)
+    assert "the run never printed a line matching metric_pattern 'val acc ([0-9.]+)' for val_loss" in out.stdout
+    assert "the baseline crashed" in out.stdout
+    ledger = ledger_for(repo)
+    assert len(ledger.experiments()) == 1 and len(ledger.runs(1)) == 1  # at once: never retried
+    ledger.close()
+
+
+def test_a_knob_flag_the_command_does_not_use_is_refused_at_once(repo):
+    assert run_cli(*ADOPT, cwd=repo).returncode == 0
+    toml = repo / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace('smooth = "float 0.2..4"', 'smooth = "float 0.2..4"\nwd = "float 0..1"'))
+    out = run_cli("run", "--provider", "random", "--max-experiments", "2", "--plain", cwd=repo)
+    assert out.returncode != 0
+    assert "[knobs] wd is a command-line flag but the command never uses {wd}" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@needs_bwrap
+def test_a_run_writing_into_the_workspace_leaves_it_untouched_and_says_where(repo):
+    (repo / "train.py").write_text((repo / "train.py").read_text() + (
+        "\nfrom pathlib import Path\n"
+        "Path('notes.txt').write_text('in my own checkout: fine')\n"
+        "(Path.cwd().parents[2] / 'pwned.txt').write_text('into the repository itself')\n"))
+    git(repo, "commit", "-qam", "writes where it should not")
+    assert run_cli(*ADOPT, cwd=repo).returncode == 0
+    out = run_cli("run", "--provider", "random", "--max-experiments", "1", "--plain", cwd=repo)
+    assert f"the run may not write {repo / 'pwned.txt'} (Read-only file system)" in out.stdout
+    assert not (repo / "pwned.txt").exists() and not (repo / "notes.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""

@@ -119,6 +119,10 @@ def build_user_message(snapshot: Snapshot, budget_tokens: int, extra: str = "") 
     for name, api in snapshot.frozen_api.items():
         if api:
             sections.append(f"# What the frozen {name} offers (read-only)\n```python\n{api}\n```")
+    if task.knobs:
+        sections.append("# Knobs declared in autoresearch.toml (change a value where it lives)\n" + "\n".join(
+            f"- {k.name}: {k.spec}, in {k.file or task.knob_file}"
+            + ("" if k.file else f" (passed to the command as {{{k.name}}})") for k in task.knobs))
     for name in task.editable:
         text = snapshot.files.get(name) or "(missing: create it with a whole-file block)"
         sections.append(f"# Current {name}\n```python\n{text}\n```")

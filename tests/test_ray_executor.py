@@ -82,3 +82,25 @@ def _worker_pid_of_newest_job(since: float, timeout: float = 60) -> int:
             return int(max(fresh, key=lambda p: p.stat().st_mtime).read_text().split()[0])
         time.sleep(0.1)
     raise AssertionError("the Ray task never started")
+
+
+def test_a_node_without_the_heads_data_prepares_it_and_checks_the_hashes(shakespeare_512, tmp_path, monkeypatch):
+    """A worker whose node lacks the head's data directory prepares the data from the task's spec
+    (into its own cache) and runs only if every file hashes as on the head."""
+    from autoresearch.core.task import parse_task
+    from autoresearch.execute.ray_cluster import DataMismatch, worker_data
+    from autoresearch.run.trial import data_hashes
+
+    task = parse_task({"task": {"command": ["x"]}, "budget": {"value": 10},
+                       "data": {"dataset": "shakespeare", "vocab_size": 512}})
+    head = dict(data_hashes(shakespeare_512))
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "node-cache"))  # this node's own, empty cache
+    missing = str(tmp_path / "head-only" / "data")
+    prepared = worker_data(task, missing, head)
+    assert prepared != shakespeare_512 and str(prepared).startswith(str(tmp_path / "node-cache"))
+    here = data_hashes(prepared)
+    assert {k: v for k, v in here.items() if k != "meta.json"} == {k: v for k, v in head.items() if k != "meta.json"}
+    assert worker_data(task, str(shakespeare_512), head) == shakespeare_512  # the same path: used as it is
+    forged = {**head, "train.bin": "0" * 64}
+    with pytest.raises(DataMismatch, match="differs from the head's in train.bin"):
+        worker_data(task, str(shakespeare_512), forged)

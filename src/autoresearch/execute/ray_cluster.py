@@ -19,7 +19,7 @@ from pathlib import Path
 from autoresearch.core.errors import first_line
 from autoresearch.core.task import Task
 from autoresearch.execute.base import ExecutorError, Job, JobResult
-from autoresearch.run.trial import TrialResult
+from autoresearch.run.trial import TrialResult, data_hashes
 from autoresearch.store import gitops
 from autoresearch.store.workspace import Workspace
 
@@ -60,6 +60,7 @@ class RayExecutor:
         self.cpus_per_run = 0.0 if self.gpus_per_run else resources.cpus_per_run
         data = self.workspace.data_dir()
         self.data_dir = str(data.resolve()) if data is not None else ""
+        self.data_hashes = tuple(sorted(data_hashes(data).items())) if data is not None else ()
         self._remote = ray.remote(_run_on_worker).options(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run,
                                                           max_retries=MAX_RETRIES, retry_exceptions=False)
         self._pending: dict = {}  # object ref -> job
@@ -71,7 +72,7 @@ class RayExecutor:
             while len(self._bundles) > 2 * self.capacity:
                 del self._bundles[next(iter(self._bundles))]  # the oldest
         work = WorkerJob(job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run, secrets.token_hex(8),
-                         job.score_test)
+                         job.score_test, self.data_hashes)
         ref = self._remote.remote(self._bundles[job.commit], work)
         self._pending[ref] = job
 
@@ -115,12 +116,13 @@ def _bundle(workspace: Workspace, commit: str) -> bytes:
 class WorkerJob:
     """One run, as a Ray worker receives it (with the code's bundle beside it)."""
     commit: str
-    data_dir: str  # the prepared data on the head node (the same path on every node)
+    data_dir: str  # the prepared data on the head node (used where the same path holds the same files)
     log_name: str
     exp_id: int
     run: int
     token: str  # tells this job's attempts apart on a node
     score_test: bool = False
+    data_hashes: tuple[tuple[str, str], ...] = ()  # sha256 of each prepared data file on the head
 
 
 def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
@@ -140,15 +142,45 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
                      ["-C", str(ws), "checkout", "-q", "--detach", commit]):
             subprocess.run(["git", *args], check=True, capture_output=True)
         checkout = Workspace(ws)
-        if data_dir and Path(data_dir).exists():
-            checkout.link_data(Path(data_dir))
         paths = RunPaths(checkout.run_dir(exp_id) / log_name)
+        try:
+            data = worker_data(checkout.task(), data_dir, dict(work.data_hashes))
+        except DataMismatch as exc:
+            return {"trial": TrialResult.never_ran(paths.log, str(exc)), "log": paths.log.read_text(),
+                    "node": platform.node(), "attempt": attempt}
+        if data is not None:
+            checkout.link_data(data)
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
         extra = {RUN_MARKER: f"ray-{exp_id}-{run}-{attempt}"} | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
         trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False,
                                   score_test=work.score_test))
         log = paths.log.read_text(errors="replace") if paths.log.exists() else ""
     return {"trial": trial, "log": log, "node": platform.node(), "attempt": attempt}
+
+
+class DataMismatch(ExecutorError):
+    """A node's prepared data is not the head's: a run there would not be comparable."""
+
+
+def worker_data(task: Task, head_dir: str, head_hashes: dict[str, str]) -> Path | None:
+    """The prepared data for a run on this node: the head's path where it holds the same files,
+    else prepared here from the task's data spec (cached), and either way checked file by file
+    against the head's hashes."""
+    if not head_dir:
+        return None
+    data = Path(head_dir)
+    if not (data / "meta.json").exists():
+        if not task.data.dataset:
+            raise DataMismatch(f"this node has no {head_dir} and the task names no dataset to prepare")
+        from autoresearch.data.build import prepare_data
+        data = prepare_data(task.data.dataset, task.data.vocab_size, log=lambda message: None)
+    here = data_hashes(data)
+    differ = sorted(name for name, digest in head_hashes.items()
+                    if name != "meta.json" and here.get(name) != digest)  # meta.json: when and how long it took
+    if differ:
+        raise DataMismatch(f"the data on this node ({data}) differs from the head's in {', '.join(differ)}: "
+                           "prepare it with the same autoresearch version and settings")
+    return data
 
 
 def _attempt_number(token: str) -> int:

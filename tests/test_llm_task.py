@@ -4,6 +4,8 @@ cpu preset (three 60-second experiments) in the slow suite."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import math
 
 import pytest
@@ -92,3 +94,65 @@ def test_cpu_preset_three_experiments(tmp_path):
     assert git(ws, "rev-parse", "HEAD") == kept[-1].commit
     baseline = outcomes[0]
     assert baseline.metric < 0.75 * uniform_bpb(ws / ".autoresearch" / "data")
+
+
+EQUIVALENCE = '''
+import torch
+import train
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+
+class FlashAttention3StandIn:
+    """FA3's interface and layout ([B, T, heads, dim], window_size=(left, 0)), computed plainly."""
+    @staticmethod
+    def flash_attn_func(q, k, v, causal, window_size):
+        T, left = q.size(1), window_size[0]
+        i = torch.arange(T)
+        allowed = (i[None, :] <= i[:, None]) & ((left < 0) | (i[:, None] - i[None, :] <= left))
+        scores = (q.transpose(1, 2) @ k.transpose(1, 2).mT) / q.size(-1) ** 0.5
+        return (scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v.transpose(1, 2)).transpose(1, 2)
+
+
+torch.manual_seed(0)
+cfg = train.GPTConfig(vocab_size=512, seq_len=64, depth=4, width=128, head_dim=32, window_pattern="SSSL")
+model = train.GPT(cfg)
+model.init_weights()
+for block in model.blocks:  # the zero-initialised projections would hide attention altogether
+    torch.nn.init.normal_(block.attn.c_proj.weight, std=0.05)
+    torch.nn.init.normal_(block.mlp.c_proj.weight, std=0.05)
+idx = torch.randint(0, 512, (2, 64))
+with torch.no_grad():
+    model.attention = "sdpa"
+    reference = model(idx)
+    train.FA3 = FlashAttention3StandIn
+    model.attention = "fa3"
+    fa3 = model(idx)
+    train.FLEX = (flex_attention, create_block_mask)  # eager here: the reference implementation
+    model.attention = "flex"
+    flex = model(idx)
+    model.attention = "sdpa"
+    model.windows = [64] * 4
+    full = model(idx)
+model.attention, model.windows = "sdpa", train.GPT.layer_windows(cfg)
+exported = torch.export.export(model, (idx,))  # what the evaluation receives: ATen operations only
+hop = [n for n in exported.graph.nodes if n.op == "call_function" and "flex" in str(n.target)]
+print("fa3", (fa3 - reference).abs().max().item())
+print("flex", (flex - reference).abs().max().item())
+print("windows matter", (full - reference).abs().max().item())
+print("exported flex nodes", len(hop))
+'''
+
+
+def test_every_attention_path_gives_the_same_logits_and_the_handoff_is_aten(tmp_path, shakespeare_512):
+    """FA3 (a stand-in with its interface where it is absent), FlexAttention and SDPA with window
+    masks compute the same model; the model handed off uses SDPA whatever trained it."""
+    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="attn")
+    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
+    Workspace(ws).link_data(shakespeare_512)
+    (ws / "check_attention.py").write_text(EQUIVALENCE)
+    out = subprocess.run([sys.executable, "check_attention.py"], cwd=ws, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = dict(line.rsplit(" ", 1) for line in out.stdout.strip().splitlines())
+    assert float(figures["fa3"]) < 1e-4 and float(figures["flex"]) < 1e-4
+    assert float(figures["windows matter"]) > 1e-3  # the windows are really applied by each path
+    assert figures["exported flex nodes"] == "0"

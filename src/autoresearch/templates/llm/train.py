@@ -71,6 +71,40 @@ def load_flash_attention_3():
 
 FA3 = load_flash_attention_3()
 
+
+def load_flex_attention():
+    """FlexAttention, compiled (its eager form is a slow reference): sliding windows without a dense
+    mask on GPUs without FA3. None where it is missing or the model is not compiled."""
+    if not (COMPILE and DEVICE.type == "cuda"):
+        return None
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    except ImportError:
+        return None
+    return torch.compile(flex_attention, dynamic=False), create_block_mask
+
+
+FLEX = load_flex_attention() if FA3 is None else None
+# How attention runs while training: FA3 (Hopper), FlexAttention (other GPUs, windows), else SDPA
+# (a boolean mask for windows). The model handed to the evaluation always uses SDPA: ATen only.
+ATTENTION = "fa3" if FA3 is not None else "flex" if FLEX is not None else "sdpa"
+
+
+def attend(q, k, v, window, mask, kernel):
+    """Causal attention over q, k, v of shape [B, T, heads, head_dim], at most `window` tokens back."""
+    T = q.size(1)
+    if kernel == "fa3":
+        y = FA3.flash_attn_func(q, k, v, causal=True, window_size=(window - 1 if window < T else -1, 0))
+        return y[0] if isinstance(y, tuple) else y
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if kernel == "flex" and mask is not None:
+        y = FLEX[0](q, k, v, block_mask=mask)
+    elif mask is None:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return y.transpose(1, 2)
+
 # ---------------------------------------------------------------------------
 # Model
 
@@ -104,22 +138,13 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(cfg.width, cfg.width, bias=False)
         self.c_proj = nn.Linear(cfg.width, cfg.width, bias=False)
 
-    def forward(self, x, cos, sin, window, mask):
+    def forward(self, x, cos, sin, window, mask, kernel="sdpa"):
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_head, self.head_dim)
         v = self.c_v(x).view(B, T, self.n_head, self.head_dim)
         q, k = apply_rotary(rms_norm(q), cos, sin), apply_rotary(rms_norm(k), cos, sin)  # QK-norm, then RoPE
-        if FA3 is not None:
-            y = FA3.flash_attn_func(q, k, v, causal=True, window_size=(window - 1 if window < T else -1, 0))
-            y = y[0] if isinstance(y, tuple) else y
-        else:
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            if mask is None:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            y = y.transpose(1, 2)
+        y = attend(q, k, v, window, mask, kernel)
         return self.c_proj(y.contiguous().view(B, T, C))
 
 
@@ -139,8 +164,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, window, mask):
-        x = x + self.attn(rms_norm(x), cos, sin, window, mask)
+    def forward(self, x, cos, sin, window, mask, kernel="sdpa"):
+        x = x + self.attn(rms_norm(x), cos, sin, window, mask, kernel)
         return x + self.mlp(rms_norm(x))
 
 
@@ -157,6 +182,7 @@ class GPT(nn.Module):
         self.register_buffer("cos", angles.cos()[None, :, None, :], persistent=False)
         self.register_buffer("sin", angles.sin()[None, :, None, :], persistent=False)
         self.masks = {}
+        self.attention = ATTENTION  # "sdpa" before the handoff: the evaluation runs ATen operations only
 
     @staticmethod
     def layer_windows(cfg):
@@ -178,20 +204,27 @@ class GPT(nn.Module):
             nn.init.zeros_(block.mlp.c_proj.weight)
 
     def sliding_window_mask(self, window, T, device):
-        """Boolean mask for SDPA: causal and at most `window` tokens back; None means plain causal."""
-        if window >= T or FA3 is not None:
+        """The window's mask for the kernel in use: a boolean matrix for SDPA, a block mask for
+        FlexAttention, None for FA3 (it takes the window itself) and for plain causal attention."""
+        if window >= T or self.attention == "fa3":
             return None
-        if (window, T) not in self.masks:
-            i = torch.arange(T, device=device)
-            self.masks[(window, T)] = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)
-        return self.masks[(window, T)]
+        key = (self.attention, window, T)
+        if key not in self.masks:
+            if self.attention == "flex":
+                def in_window(b, h, q_idx, kv_idx):
+                    return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+                self.masks[key] = FLEX[1](in_window, None, None, T, T, device=device)
+            else:
+                i = torch.arange(T, device=device)
+                self.masks[key] = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window)
+        return self.masks[key]
 
     def forward(self, idx, targets=None):
         T = idx.size(1)
         cos, sin = self.cos[:, :T], self.sin[:, :T]
         x = rms_norm(self.wte(idx))
         for block, window in zip(self.blocks, self.windows):
-            x = block(x, cos, sin, window, self.sliding_window_mask(window, T, idx.device))
+            x = block(x, cos, sin, window, self.sliding_window_mask(window, T, idx.device), self.attention)
         logits = self.lm_head(rms_norm(x)).float()
         logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
         if targets is None:
@@ -299,7 +332,9 @@ def main():
     peak_flops = device_peak_flops(DEVICE)
     optimizers = make_optimizers(model)
     forward = torch.compile(model, dynamic=False) if COMPILE else model
-    attention = "FA3" if FA3 is not None else "SDPA"
+    windows = any(w < cfg.seq_len for w in model.windows)
+    attention = {"fa3": "FA3", "flex": "FlexAttention windows",
+                 "sdpa": "SDPA" + (" + window masks" if windows else "")}[ATTENTION]
     print(f"device {DEVICE.type} | {'bf16' if USE_BF16 else 'fp32'} | {attention} | compile {COMPILE} | "
           f"params {num_params / 1e6:.2f}M | width {cfg.width} | depth {DEPTH} | {tokens_per_step:,} tokens/step | "
           f"budget {BUDGET:g} {BUDGET_KIND}", flush=True)
@@ -349,6 +384,7 @@ def main():
             break
 
     model.eval()
+    model.attention = "sdpa"  # what the evaluation can run (FA3 and FlexAttention are not ATen operations)
     with AUTOCAST:  # the plain model: compiling a second graph for evaluation costs more than it saves
         val_bpb = evaluate_bpb(model, DEVICE_BATCH_SIZE, MAX_SEQ_LEN)  # None under the harness: it evaluates
     tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0

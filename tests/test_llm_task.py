@@ -4,9 +4,9 @@ cpu preset (three 60-second experiments) in the slow suite."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
-import math
 
 import pytest
 from conftest import git, ledger_for, run_cli, set_line

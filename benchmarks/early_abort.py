@@ -32,7 +32,9 @@ DEFAULT = AbortRule()
 VARIANTS = {
     "default": DEFAULT,
     "headroom 0": replace(DEFAULT, headroom=0.0),
-    "headroom 0.5": replace(DEFAULT, headroom=0.5),
+    "headroom 0.1": replace(DEFAULT, headroom=0.1),
+    "headroom 0.25": replace(DEFAULT, headroom=0.25),
+    "headroom 1": replace(DEFAULT, headroom=1.0),
     "headroom 2": replace(DEFAULT, headroom=2.0),
     "band 2 sd": replace(DEFAULT, band_sd=2.0),
     "checkpoints .2 .4 .6": replace(DEFAULT, checkpoints=(0.2, 0.4, 0.6)),

@@ -128,8 +128,6 @@ class WorkerJob:
 def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
     """On a Ray worker: unpack the code, run one trial, return the result and the log."""
     commit, data_dir, log_name, exp_id, run = work.commit, work.data_dir, work.log_name, work.exp_id, work.run
-    import platform
-
     from autoresearch.run.process import RUN_MARKER
     from autoresearch.run.trial import RunSpec, run_trial
     from autoresearch.store.workspace import RunPaths
@@ -147,7 +145,7 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
             data = worker_data(checkout.task(), data_dir, dict(work.data_hashes))
         except DataMismatch as exc:
             return {"trial": TrialResult.never_ran(paths.log, str(exc)), "log": paths.log.read_text(),
-                    "node": platform.node(), "attempt": attempt}
+                    "node": _node_name(), "attempt": attempt}
         if data is not None:
             checkout.link_data(data)
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
@@ -155,7 +153,18 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
         trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False,
                                   score_test=work.score_test))
         log = paths.log.read_text(errors="replace") if paths.log.exists() else ""
-    return {"trial": trial, "log": log, "node": platform.node(), "attempt": attempt}
+    return {"trial": trial, "log": log, "node": _node_name(), "attempt": attempt}
+
+
+def _node_name() -> str:
+    """The host and the node's address: several nodes may share a host name (containers, namespaces)."""
+    import platform
+
+    try:
+        import ray
+        return f"{platform.node()}@{ray.util.get_node_ip_address()}"
+    except Exception:  # outside a Ray worker
+        return platform.node()
 
 
 class DataMismatch(ExecutorError):

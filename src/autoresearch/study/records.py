@@ -74,7 +74,8 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     failure = trial.failure or _over_budget(task, ledger, candidate, trial)
     candidate.over_budget = failure if failure.startswith(OVER_BUDGET) else ""
     metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
-    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(metric, trial.summary, run.exit_code, run.timed_out,
+    where = {**trial.summary, "slot": candidate.slot}  # which slot or node ran it
+    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(metric, where, run.exit_code, run.timed_out,
                                                                run.wall_seconds, ws.relative(run.log_path)))
     if metric is not None:
         candidate.values.append(metric)

@@ -98,9 +98,10 @@ class LocalExecutor:
     def _run(self, slot: Slot, job: Job) -> None:
         on_line = (lambda line: self.on_line(job, line)) if self.on_line else None
         try:
-            prepare_worktree(self.workspace, slot.path, job.commit, self.task.outputs)
+            shared = prepare_worktree(self.workspace, slot.path, job.commit, self.task.outputs)
+            # the whole workspace is hidden (its state, its copies of private files); the slot inside it is not
             spec = RunSpec(Workspace(slot.path), self.task, job.commit, RunPaths(job.log_path), env=slot.env,
-                           hide=(self.workspace.state,), coordinator_refs=self.coordinator_refs,
+                           hide=(self.workspace.root,), shared=shared, coordinator_refs=self.coordinator_refs,
                            score_test=job.score_test)
             trial = run_trial(spec, on_line)
         except Exception as exc:  # a broken slot is a crashed run, never a dead coordinator
@@ -130,9 +131,10 @@ class LocalExecutor:
                 kill_recorded(pgid)
 
 
-def prepare_worktree(workspace: Workspace, path: Path, commit: str, outputs: tuple[str, ...] = ()) -> None:
+def prepare_worktree(workspace: Workspace, path: Path, commit: str, outputs: tuple[str, ...] = ()) -> tuple[Path, ...]:
     """A detached worktree of the workspace at `commit`, cleaned, with the prepared data linked in:
-    ours, and what the repository prepared inside itself (git-ignored, not outputs), read-only."""
+    ours, and what the repository prepared inside itself (git-ignored, not outputs); returns the
+    workspace paths those links lead to (a run may read them, nothing else of the workspace)."""
     slot = Workspace(path)
     if not _own_worktree(workspace, path):  # new, or its link to the repository is not the one git made
         shutil.rmtree(path, ignore_errors=True)
@@ -144,11 +146,14 @@ def prepare_worktree(workspace: Workspace, path: Path, commit: str, outputs: tup
     data = workspace.data_dir()
     if data is not None and not (slot.data_link.is_symlink() and slot.data_link.resolve() == data.resolve()):
         slot.link_data(data.resolve())  # new, or the workspace's data was prepared again elsewhere
+    shared = []
     for name in workspace.prepared_inside(outputs) if outputs else ():
         target = path / name
         if not target.exists() and not target.is_symlink():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(workspace.root / name)
+        shared.append(workspace.root / name)
+    return tuple(shared)
 
 
 def _own_worktree(workspace: Workspace, path: Path) -> bool:

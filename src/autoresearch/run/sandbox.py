@@ -87,12 +87,14 @@ class Bubblewrap(Sandbox):
         for path in policy.hidden:  # first hide, then put back only what the policy names
             if path not in around:
                 args += ["--tmpfs", str(path)]
-        for target, source in policy.bind_files.items():
-            args += ["--ro-bind", str(source), str(target)]
         for path in policy.readable:
             args += ["--ro-bind", str(path), str(path)]
+        for target, source in policy.bind_files.items():  # after `readable`: an empty file wins inside it
+            args += ["--ro-bind", str(source), str(target)]
         for path in policy.writable:
             args += ["--bind", str(path), str(path)]
+        for path in policy.hidden:  # what is hidden is read-only too: a write there fails, and says where
+            args += ["--remount-ro", str(path)]
         args += ["--chdir", str(policy.workdir), "--"]
         return args + list(command)
 

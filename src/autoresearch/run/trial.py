@@ -61,7 +61,8 @@ class RunSpec:
     commit: str
     paths: RunPaths  # where its log, handoff and scratch go
     env: dict[str, str] = field(default_factory=dict)  # what pins it to its device (a slot's share)
-    hide: tuple[Path, ...] = ()  # more directories the run must not see (the main workspace's state)
+    hide: tuple[Path, ...] = ()  # more directories the run must not see (the main workspace: its state, its private files)
+    shared: tuple[Path, ...] = ()  # paths outside the checkout it may read (data the repository prepared inside itself)
     guard_refs: bool = True  # compare git refs before and after; put back what the run changed
     coordinator_refs: tuple[str, ...] = ()  # ref prefixes a coordinator moves meanwhile: not the run's doing
     score_test: bool = False  # a verification: the evaluation also scores the held-out test split
@@ -152,10 +153,9 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> tuple[R
                              "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
                              "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
-    unseen = [*task.evaluation.private, *task.evaluation.held_out]
-    private = {ws.root / name: ws.empty_file for name in unseen if (ws.root / name).exists()}
+    private = _unseen(ws, [*task.evaluation.private, *task.evaluation.held_out])
     frozen = [ws.root / name for name in task.frozen if (ws.root / name).exists()]
-    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state),
+    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=spec.shared,
                     bind_files={**_data_files(data, hide=("val", "test") if trusted else ("test",)), **private},
                     writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network,
                     workdir_writable=True, protected=tuple(p for p in (ws.root / ".git", *frozen) if p.exists()))
@@ -224,9 +224,8 @@ def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
     argv = [part.replace("{handoff}", str(paths.handoff)) for part in task.evaluation.command]
-    held_out = {} if spec.score_test else {ws.root / name: ws.empty_file for name in task.evaluation.held_out
-                                           if (ws.root / name).exists()}
-    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=(paths.handoff,),
+    held_out = {} if spec.score_test else _unseen(ws, task.evaluation.held_out)
+    policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=(paths.handoff, *spec.shared),
                     bind_files={**_data_files(data, hide=() if spec.score_test else ("test",)), **held_out})
     scoring = {SCORE_TEST: "1"} if spec.score_test else {}
     env = clean_environment({RUN_MARKER: marker, **_data_env(data), **scoring})  # the marker: a restart finds it
@@ -311,6 +310,17 @@ def _machine_memory_gb() -> float:
 
 def _data_env(data: Path | None) -> dict[str, str]:
     return {"AUTORESEARCH_DATA_DIR": str(data)} if data else {}
+
+
+def _unseen(ws: Workspace, names: list[str]) -> dict[Path, Path]:
+    """Files a run must find empty: at their path in the checkout and, where that is a link (data the
+    repository prepared inside itself), at the path it leads to as well."""
+    unseen = {}
+    for name in names:
+        path = ws.root / name
+        if path.exists():
+            unseen[path] = unseen[path.resolve()] = ws.empty_file
+    return unseen
 
 
 def _data_files(data: Path | None, hide: tuple[str, ...]) -> dict[Path, Path]:

@@ -173,7 +173,8 @@ def test_the_model_is_told_the_best_runs_figures_its_curve_and_to_change_structu
 
     with ScriptedLLMServer(responder=respond) as server:
         model = OpenAIChat("gpt-4.1-mini", base_url=server.base_url, max_retries=0, timeout=30)
-        run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=4, pipeline=False, stagnation_after=2))
+        run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=4, pipeline=False, stagnation_after=2,
+                                                         early_abort=False))  # whole curves to compare
         prompts = [r["json"]["messages"][-1]["content"] for r in server.requests]
     first, last = prompts[0], prompts[-1]
     assert "The best so far (#1, score " in first and "Its training curve (share of the budget" in first

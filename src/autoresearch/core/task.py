@@ -121,7 +121,7 @@ class Task:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
-    early_abort: AbortRule | None = None  # [early_abort] enabled = true: stop hopeless runs (see abort.py)
+    early_abort: AbortRule | None = AbortRule()  # stop hopeless runs (see abort.py); [early_abort] enabled = false: never
     metric_pattern: str = ""  # a regex with one group: the metric from the run's own output (last match)
     extra_patterns: dict[str, str] = field(default_factory=dict)  # more metrics recorded the same way
     knobs: tuple[KnobDecl, ...] = ()
@@ -326,9 +326,9 @@ def _judge(table: dict, source: str) -> JudgeSettings:
 
 
 def _early_abort(table: dict, source: str) -> AbortRule | None:
-    """[early_abort]: `enabled` and the rule's settings; off unless enabled."""
+    """[early_abort]: `enabled` (on by default: benchmarks/RESULTS.md, 2026-12-02) and the rule's settings."""
     table = dict(table)
-    enabled = table.pop("enabled", False)
+    enabled = table.pop("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{source}: [early_abort] enabled must be true or false, not {enabled!r}")
     if "checkpoints" in table:

@@ -115,7 +115,7 @@ def _run_parser(sub) -> None:
                    help="sometimes propose from one of the k best kept commits, not only the best (default 1: greedy)")
     p.add_argument("--early-abort", choices=["on", "off"],
                    help="stop candidates whose training curve cannot catch the best's (default: [early_abort] "
-                        "in autoresearch.toml, off unless enabled there)")
+                        "in autoresearch.toml, on unless it says enabled = false)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the training output (plain mode)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live view (default when not a terminal)")
     p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",

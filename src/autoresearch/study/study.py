@@ -60,7 +60,7 @@ class StudyOptions:
     seed: int | None = None  # of those choices and of the bandit
     failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
     max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
-    early_abort: bool | None = None  # None: as [early_abort] says; True: on (its settings or the defaults); False: off
+    early_abort: bool | None = None  # None: as [early_abort] says (on by default); True: on; False: off
     stagnation_after: int = 8  # experiments without a keep before the proposer is asked for a structural change
     poll_s: float = 0.5  # longest wait for a result before the stop rules are looked at again
 

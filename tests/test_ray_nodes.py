@@ -85,6 +85,13 @@ def _wait_for_nodes(env: dict, count: int, timeout: float = 120) -> None:
     raise AssertionError(f"the cluster never had {count} nodes")
 
 
+def _ran_on(ws: Path, address: str) -> bool:
+    if not Workspace(ws).has_ledger():
+        return False
+    with Workspace(ws).open_ledger(readonly=True) as ledger:
+        return any(address in r["metrics"].get("slot", "") for e in ledger.experiments() for r in ledger.runs(e.id))
+
+
 def _training_in(namespace: str) -> dict[str, int]:
     """Runs training in a namespace now: pid -> experiment id (from the run's marker)."""
     found = {}
@@ -110,13 +117,14 @@ def test_two_nodes_in_their_own_namespaces_a_killed_node_loses_nothing(two_nodes
     _wait_for_nodes(two_nodes["env"], 2)
     study = subprocess.Popen(["ip", "netns", "exec", HEAD[0], sys.executable, "-m", "autoresearch", "run",
                               "--executor", "ray", "--address", f"{HEAD[1]}:6379", "--slots", "2",
-                              "--provider", "random", "--seed", "4", "--max-experiments", "5", "--plain"],
+                              "--provider", "random", "--seed", "4", "--max-experiments", "7", "--plain"],
                              cwd=ws, env=two_nodes["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline, victims = time.time() + 400, {}
-    while not victims and time.time() < deadline and study.poll() is None:  # a candidate training on the worker
-        victims = {p: e for p, e in _training_in(WORKER[0]).items() if e > 1}
+    deadline, victims = time.time() + 600, {}
+    while not victims and time.time() < deadline and study.poll() is None:
+        if _ran_on(ws, WORKER[1]):  # once the worker has finished a run, the next one it trains is the victim
+            victims = {p: e for p, e in _training_in(WORKER[0]).items() if e > 1}
         time.sleep(0.5)
-    assert victims, "no candidate ever trained on the worker node"
+    assert victims, "the worker node never finished a run and started another"
     time.sleep(2)
     for pid in sh("ip", "netns", "pids", WORKER[0]).stdout.split():  # the worker node dies mid-run
         sh("kill", "-9", pid, check=False)

@@ -169,6 +169,8 @@ class Ledger:
         self._open()
 
     def _open(self) -> None:
+        self._rows: dict[int, Experiment] | None = None  # the writer's copy of every experiment, read once
+        self._runs: dict[int, list[float]] | None = None  # valid run metrics by experiment (a writer's)
         if self.readonly and not self.path.exists():  # nothing recorded yet: an empty record, written nowhere
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -181,8 +183,6 @@ class Ledger:
             self.db.row_factory = sqlite3.Row
             self._identity = _file_identity(self.path)
             return
-        self._rows: dict[int, Experiment] | None = None  # the writer's copy of every experiment, read once
-        self._runs: dict[int, list[float]] | None = None  # valid run metrics by experiment
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; WAL keeps writes atomic
         self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")

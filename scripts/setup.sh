@@ -26,6 +26,10 @@ if { [ "${CI:-}" = "true" ] || [ "${BROWSER_TESTS:-}" = "1" ]; } && ! command -v
     echo "setup: WARNING: no apt-get; install Chromium yourself for the browser tests" >&2
   fi
 fi
+# iproute2 for the two-node Ray test (a network namespace per node), in CI only.
+if [ "${CI:-}" = "true" ] && ! command -v ip >/dev/null && command -v apt-get >/dev/null; then
+  apt_install iproute2 || echo "setup: WARNING: could not install iproute2; the two-node Ray test will be skipped" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

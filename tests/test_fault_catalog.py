@@ -320,6 +320,7 @@ BUDGET = {
 }
 
 
+@pytest.mark.slow  # 2.5 minutes of 10 s budgets: in CI (CI=true runs the slow suite), or ./scripts/test.sh -m slow
 @pytest.mark.parametrize("name", list(BUDGET))
 def test_budget_cheat(budget_ws, name):
     edit, expected = BUDGET[name]

@@ -30,7 +30,7 @@ WORKERS = 4
 @pytest.fixture(scope="module")
 def cluster():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=WORKERS, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=WORKERS, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield
     ray.shutdown()

@@ -106,3 +106,29 @@ def test_a_run_writing_into_the_workspace_leaves_it_untouched_and_says_where(rep
     assert f"the run may not write {repo / 'pwned.txt'} (Read-only file system)" in out.stdout
     assert not (repo / "pwned.txt").exists() and not (repo / "notes.txt").exists()
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_knob_in_a_config_file_is_read_and_moved_where_it_lives():
+    """`[knobs] name = {range, file}`: a constant of a config file (Python, or YAML's `name: value`)
+    searched like a `# knob:` comment; the edit changes only its value."""
+    import random
+
+    from autoresearch.core.task import parse_task
+    from autoresearch.propose.knobs import knob_edit, task_knobs
+
+    task = parse_task({"task": {"command": ["{python}", "train.py", "--lr={lr}"],
+                                "editable": ["train.py", "knobs.toml", "config/small.py", "conf.yaml"]},
+                       "budget": {"value": 10},
+                       "knobs": {"lr": "float 1e-4..1e-1 log", "n_layer": {"range": "int 1..8", "file": "config/small.py"},
+                                 "dropout": {"range": "float 0..0.5", "file": "conf.yaml"}}})
+    files = {"train.py": "print('hi')\n", "knobs.toml": "lr = 0.003\n",
+             "config/small.py": "n_embd = 128\nn_layer = 4  # layers\n", "conf.yaml": "model:\n  dropout: 0.1\n"}
+    knobs = {k.name: k for k in task_knobs(files, task)}
+    assert (knobs["lr"].current, knobs["lr"].path) == (0.003, "knobs.toml")
+    assert (knobs["n_layer"].current, knobs["n_layer"].path, knobs["n_layer"].kind) == (4, "config/small.py", "int")
+    assert (knobs["dropout"].current, knobs["dropout"].path) == (0.1, "conf.yaml")
+    value = knobs["n_layer"].sample(random.Random(0), near=4)
+    edit = knob_edit("train.py", knobs["n_layer"], value)
+    assert edit.path == "config/small.py" and edit.search == "n_layer = 4  # layers"
+    assert edit.replace == f"n_layer = {value}  # layers"
+    assert knob_edit("x", knobs["dropout"], 0.25).replace == "  dropout: 0.25"

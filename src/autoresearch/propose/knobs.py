@@ -144,7 +144,7 @@ def knob_edit(path: str, knob: Knob, value: object) -> Edit:
 
 def _ASSIGNED(name: str) -> re.Pattern:  # noqa: N802 - reads like the constants above
     """`name = value` (Python, TOML) or `name: value` (YAML), with an optional comment after it."""
-    return re.compile(rf"^\s*{re.escape(name)}\s*[=:]\s*(?P<value>[^#\n]*?)\s*(?:#.*)?$", re.MULTILINE)
+    return re.compile(rf"^[ \t]*{re.escape(name)}[ \t]*[=:][ \t]*(?P<value>[^#\n]*?)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
 def declared_knobs(files: dict[str, str], task) -> list[Knob]:

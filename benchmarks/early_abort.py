@@ -21,10 +21,10 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from autoresearch.core.abort import AbortRule, check
+from autoresearch.core.abort import AbortRule, Reference, check
 from autoresearch.core.curve import loss_at, points_from_log
 from autoresearch.core.status import Status
-from autoresearch.store.ledger import Ledger
+from autoresearch.store.ledger import Experiment, Ledger
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.curves import reference_from
 
@@ -67,23 +67,38 @@ def backfilled(ws: Workspace, into: Path) -> Ledger:
     return ledger
 
 
-def replay(ledger: Ledger, rule: AbortRule, budget: float) -> tuple[Outcome, float]:
-    outcome, total = Outcome(), 0.0
-    experiments = ledger.experiments()
-    curves = ledger.curves()
-    for exp in experiments:
-        runs = ledger.runs(exp.id)
-        total += sum(r["wall_seconds"] or 0.0 for r in runs)
-        first = curves.get(exp.id, {}).get(1)
-        if exp.incumbent is None or not first or exp.metrics.get("stopped_at") is not None:
+@dataclass
+class Case:
+    """One experiment as the replay sees it: its runs, its first run's curve, what it was held against."""
+    exp: Experiment
+    runs: list[dict]
+    first: list | None
+    reference: Reference | None
+
+
+def cases_of(ledger: Ledger) -> list[Case]:
+    """Read once: every variant of the rule replays the same cases."""
+    curves, cases = ledger.curves(), []
+    for exp in ledger.experiments():
+        reference = reference_from(ledger, exp.branch, upto=exp.id - 1) if exp.incumbent is not None else None
+        cases.append(Case(exp, ledger.runs(exp.id), curves.get(exp.id, {}).get(1), reference))
+    return cases
+
+
+def replay(cases: list[Case], rule: AbortRule, budget: float) -> tuple[Outcome, float]:
+    outcome = Outcome()
+    total = sum(r["wall_seconds"] or 0.0 for case in cases for r in case.runs)
+    for case in cases:
+        exp, first, reference = case.exp, case.first, case.reference
+        if reference is None or not first or exp.metrics.get("stopped_at") is not None:
             continue  # the baseline is never stopped; a run stopped live has no rest to replay
-        reference = reference_from(ledger, exp.branch, upto=exp.id - 1)
-        verdict = next((v for n in range(1, len(first) + 1)
-                        if reference and (v := check(first[:n], reference, rule)) is not None), None)
+        verdict = next((v for n in range(1, len(first) + 1) if (v := check(first[:n], reference, rule)) is not None),
+                       None)
         if verdict is None:
             continue
-        eval_seconds = runs[0]["metrics"].get("eval_seconds") or 0.0
-        outcome.saved += (1 - verdict.fraction) * budget + eval_seconds + sum(r["wall_seconds"] or 0.0 for r in runs[1:])
+        eval_seconds = case.runs[0]["metrics"].get("eval_seconds") or 0.0
+        outcome.saved += ((1 - verdict.fraction) * budget + eval_seconds
+                          + sum(r["wall_seconds"] or 0.0 for r in case.runs[1:]))
         outcome.stopped += 1
         outcome.keeps_stopped += exp.status == Status.KEEP
         margin = exp.metrics.get("margin")
@@ -91,17 +106,16 @@ def replay(ledger: Ledger, rule: AbortRule, budget: float) -> tuple[Outcome, flo
     return outcome, total
 
 
-def crossings(ledger: Ledger, rule: AbortRule) -> list[str]:
+def crossings(cases: list[Case], rule: AbortRule) -> list[str]:
     """Candidates behind the incumbent by more than the band at a checkpoint, and ahead at the end."""
-    found, curves = [], ledger.curves()
-    for exp in ledger.experiments():
-        first = curves.get(exp.id, {}).get(1)
-        reference = reference_from(ledger, exp.branch, upto=exp.id - 1) if exp.incumbent is not None else None
-        if not first or reference is None or exp.metric is None:
+    found = []
+    for case in cases:
+        exp = case.exp
+        if not case.first or case.reference is None or exp.metric is None:
             continue
-        best = reference.incumbent[0]
+        best = case.reference.incumbent[0]
         for share in rule.checkpoints:
-            mine, theirs = loss_at(first, share), loss_at(best, share)
+            mine, theirs = loss_at(case.first, share), loss_at(best, share)
             if mine is not None and theirs is not None and mine - theirs > 0.05 and exp.metric < exp.incumbent:
                 found.append(f"#{exp.id} {exp.description[:50]}: {mine - theirs:+.3f} at {100 * share:.0f} %, "
                              f"ends {exp.metric - exp.incumbent:+.4f} in the metric")
@@ -122,12 +136,13 @@ def main() -> None:
         print(f"{len(experiments)} experiments ({keeps} keeps after the baseline), "
               f"{sum(len(ledger.runs(e.id)) for e in experiments)} runs, budget {budget:g} s")
         print(f"{'rule':<22} {'saved':>7} {'stopped':>8} {'keeps stopped':>14} {'near misses stopped':>20}")
+        cases = cases_of(ledger)
         for name, rule in VARIANTS.items() if experiments else ():
-            outcome, total = replay(ledger, rule, budget)
+            outcome, total = replay(cases, rule, budget)
             print(f"{name:<22} {100 * outcome.saved / total:>6.1f}% {outcome.stopped:>8} "
                   f"{outcome.keeps_stopped:>14} {outcome.near_stopped:>20}")
         print("curves that cross (behind by more than 0.05 at a checkpoint, better in the metric at the end):")
-        for line in crossings(ledger, DEFAULT) or ["  none"]:
+        for line in crossings(cases, DEFAULT) or ["  none"]:
             print(f"  {line}")
         ledger.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import urllib.error
@@ -9,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import set_line
+from conftest import git, set_line
 
 from autoresearch.interfaces.dashboard import DashboardServer, read_state
 from autoresearch.study.manual import run_experiment
@@ -43,17 +44,27 @@ def test_state_api_is_read_only_and_token_protected_off_loopback(tiny_workspace)
         assert fetch(base + "api/state", token=server.token)[0] == 200
 
 
+@contextlib.contextmanager
+def dashboard_page(ws, height: int = 1000):
+    """The workspace's dashboard served on a free port and opened in Debian's Chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with DashboardServer(ws, port=0) as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": height})
+        page.goto(server.url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it in CI)")
 def test_page_loads_updates_live_and_opens_a_diff(tiny_workspace, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     ws = tiny_workspace
     run_experiment(ws, "baseline")
     set_line(ws / "train.py", "ORDER = ", "ORDER = 3")
     run_experiment(ws, "order 3")
-    with DashboardServer(ws, port=0) as server, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(server.url)
+    with dashboard_page(ws) as page:
         page.wait_for_selector("#experiments tbody tr >> nth=1")
         assert page.locator("#experiments tbody tr").count() == 2
         assert "2 experiments · 2 kept" in page.locator("#summary").inner_text()
@@ -68,7 +79,6 @@ def test_page_loads_updates_live_and_opens_a_diff(tiny_workspace, tmp_path):
         page.wait_for_function("document.getElementById('diff').textContent.includes('+ORDER = 3')")
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert shot.stat().st_size > 10_000
     Path(tmp_path / "state.json").write_text(json.dumps(read_state(ws)))
 
@@ -81,19 +91,14 @@ def test_a_running_experiments_curve_is_drawn_live_against_the_incumbents_band(t
 
     from autoresearch.study.study import StudyOptions, run_study
 
-    sync_api = pytest.importorskip("playwright.sync_api")
     ws = tiny_workspace
     _curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
     set_line(ws / "train.py", "BUDGET = ", "BUDGET = 4.0")
-    git_commit = __import__("conftest").git
-    git_commit(ws, "commit", "-qam", "four seconds")
+    git(ws, "commit", "-qam", "four seconds")
     study = threading.Thread(target=run_study, args=(ws, [ListProposer([6.0, 1.2])], StudyOptions(
         max_experiments=3, pipeline=False)))
     study.start()
-    with DashboardServer(ws, port=0) as server, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(server.url)
+    with dashboard_page(ws, height=1100) as page:
         # the hopeless candidate is stopped and drawn as such; then the next one runs against the band
         page.wait_for_selector("path.stopped", timeout=90_000)
         page.wait_for_function("(() => { const p = document.querySelector('path.running[data-id=\"3\"]');"
@@ -103,7 +108,6 @@ def test_a_running_experiments_curve_is_drawn_live_against_the_incumbents_band(t
         assert "#2 stopped" in drawn and "best #1" in drawn and "#3 " in drawn
         shot = tmp_path / "dashboard-curves.png"
         page.locator("#curves").screenshot(path=str(shot))
-        browser.close()
     study.join(timeout=60)
     assert shot.stat().st_size > 10_000
     state = read_state(ws)

@@ -80,18 +80,25 @@ def tiny_ws(tmp_path_factory):
     return _workspace_with_baseline(ws)
 
 
-@pytest.fixture(scope="module")
-def llm_ws(tmp_path_factory, shakespeare_512):
-    ws = init_workspace(tmp_path_factory.mktemp("catalog") / "llm", template="llm", preset="cpu", tag="faults",
-                        budget_seconds=2)
-    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
-    set_line(ws / "autoresearch.toml", "eval_tokens = ", "eval_tokens = 20000")
+def _micro_llm_workspace(root: Path, data: Path, budget: float, timeout: float | None = None) -> Path:
+    """The cpu preset shrunk to a micro model on Shakespeare-512, its baseline run once."""
+    ws = init_workspace(root, template="llm", preset="cpu", tag=root.name, budget_seconds=budget)
+    toml = ws / "autoresearch.toml"
+    set_line(toml, "vocab_size = ", "vocab_size = 512")
+    set_line(toml, "eval_tokens = ", "eval_tokens = 20000")
+    if timeout is not None:
+        set_line(toml, "timeout = ", f"timeout = {timeout:g}")
     train = ws / "train.py"
     train.write_text(set_hyperparameters(train.read_text(), {"DEPTH": 2, "ASPECT_RATIO": 64, "HEAD_DIM": 64,
                                                              "DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 2048}))
-    git(ws, "commit", "-qam", "micro model")
-    Workspace(ws).link_data(shakespeare_512)
+    git(ws, "commit", "-qam", f"micro model, {budget:g} s budget")
+    Workspace(ws).link_data(data)
     return _workspace_with_baseline(ws)
+
+
+@pytest.fixture(scope="module")
+def llm_ws(tmp_path_factory, shakespeare_512):
+    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "llm", shakespeare_512, budget=2)
 
 
 # ---------------------------------------------------------------------------
@@ -270,18 +277,7 @@ def test_model_fault(llm_ws, name):
 
 @pytest.fixture(scope="module")
 def budget_ws(tmp_path_factory, shakespeare_512):
-    ws = init_workspace(tmp_path_factory.mktemp("catalog") / "budget", template="llm", preset="cpu", tag="budget",
-                        budget_seconds=10)
-    toml = ws / "autoresearch.toml"
-    set_line(toml, "vocab_size = ", "vocab_size = 512")
-    set_line(toml, "eval_tokens = ", "eval_tokens = 20000")
-    set_line(toml, "timeout = ", "timeout = 25")
-    train = ws / "train.py"
-    train.write_text(set_hyperparameters(train.read_text(), {"DEPTH": 2, "ASPECT_RATIO": 64, "HEAD_DIM": 64,
-                                                             "DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 2048}))
-    git(ws, "commit", "-qam", "micro model, 10 s budget")
-    Workspace(ws).link_data(shakespeare_512)
-    return _workspace_with_baseline(ws)
+    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "budget", shakespeare_512, budget=10, timeout=25)
 
 
 def slowed_clock(factor: float):

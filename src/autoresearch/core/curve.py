@@ -63,10 +63,6 @@ def loss_at(points: list[Point], fraction: float) -> float | None:
     return points[-1].loss if math.isfinite(points[-1].loss) else math.inf
 
 
-def final_loss(points: list[Point]) -> float | None:
-    return points[-1].loss if points else None
-
-
 def mean_loss_at(curves: list[list[Point]], fraction: float) -> float | None:
     values = [v for v in (loss_at(c, fraction) for c in curves) if v is not None]
     return statistics.fmean(values) if values else None

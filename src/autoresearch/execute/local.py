@@ -125,10 +125,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Stop the runs still going (a study interrupted); worktrees stay for the next start."""
-        for job in list(self._running.values()):
-            pgid = RunPaths(job.log_path).pgid
-            if pgid.exists():
-                kill_recorded(pgid)
+        for exp_id in list(self._running):
+            self.stop(exp_id)
 
 
 def prepare_worktree(workspace: Workspace, path: Path, commit: str, outputs: tuple[str, ...] = ()) -> tuple[Path, ...]:

@@ -140,18 +140,17 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
                      ["-C", str(ws), "checkout", "-q", "--detach", commit]):
             subprocess.run(["git", *args], check=True, capture_output=True)
         checkout = Workspace(ws)
-        paths = RunPaths(checkout.run_dir(exp_id) / log_name)
-        try:
-            data = worker_data(checkout.task(), data_dir, dict(work.data_hashes))
-        except DataMismatch as exc:
-            return {"trial": TrialResult.never_ran(paths.log, str(exc)), "log": paths.log.read_text(),
-                    "node": _node_name(), "attempt": attempt}
-        if data is not None:
-            checkout.link_data(data)
+        task, paths = checkout.task(), RunPaths(checkout.run_dir(exp_id) / log_name)
         gpus = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it to the GPU it gave this task
         extra = {RUN_MARKER: f"ray-{exp_id}-{run}-{attempt}"} | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
-        trial = run_trial(RunSpec(checkout, checkout.task(), commit, paths, env=extra, guard_refs=False,
-                                  score_test=work.score_test))
+        try:
+            data = worker_data(task, data_dir, dict(work.data_hashes))
+            if data is not None:
+                checkout.link_data(data)
+            trial = run_trial(RunSpec(checkout, task, commit, paths, env=extra, guard_refs=False,
+                                      score_test=work.score_test))
+        except DataMismatch as exc:  # a crash that says why; never a run on other data
+            trial = TrialResult.never_ran(paths.log, str(exc))
         log = paths.log.read_text(errors="replace") if paths.log.exists() else ""
     return {"trial": trial, "log": log, "node": _node_name(), "attempt": attempt}
 

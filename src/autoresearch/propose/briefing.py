@@ -17,10 +17,16 @@ SHARES = (0.1, 0.25, 0.5, 0.75, 1.0)
 RECENT = 6
 
 
+def curves_wanted(history: list[Experiment]) -> list[int]:
+    """The experiments whose curves the briefing reads: the recent finished ones and the best."""
+    finished = [e for e in history if e.status != Status.RUNNING]
+    return [e.id for e in finished[-RECENT:]] + [e.id for e in finished if e.status == Status.KEEP][-1:]
+
+
 def briefing(history: list[Experiment], curves: dict[int, dict[int, list[Point]]], metric: str,
              stagnation_after: int = 8) -> list[str]:
     """Notes for the next proposal (empty until there is a best to describe)."""
-    finished = [e for e in history if e.status not in (Status.RUNNING,)]
+    finished = [e for e in history if e.status != Status.RUNNING]
     kept = [e for e in finished if e.status == Status.KEEP and e.metric is not None]
     if not kept:
         return []

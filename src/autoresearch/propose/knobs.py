@@ -23,7 +23,6 @@ from autoresearch.propose.edits import Edit
 from autoresearch.store import gitops
 
 _KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
-_RANGE, _CHOICE = RANGE, CHOICE
 
 
 class KnobError(ValueError):
@@ -109,12 +108,12 @@ def parse_knobs(source: str) -> list[Knob]:
 
 def knob_from_spec(name: str, current: object, spec: str, line: str, path: str = "") -> Knob:
     """A knob of `spec` ('int A..B', 'float A..B log', 'choice X|Y') whose source line is `line`."""
-    if m := _RANGE.match(spec):
+    if m := RANGE.match(spec):
         low, high = float(m["low"]), float(m["high"])
         if low > high:
             raise KnobError(f"knob {name}: empty range {m['low']}..{m['high']}")
         return Knob(name, m["kind"], current, line, low, high, m["scale"] or "linear", path=path)
-    if m := _CHOICE.match(spec):
+    if m := CHOICE.match(spec):
         choices = tuple(_literal_or_text(choice) for choice in m["choices"].split("|"))
         return Knob(name, "choice", current, line, choices=choices, path=path)
     raise KnobError(f"knob {name}: cannot read {spec!r} (expected 'int A..B', 'float A..B [log]' or 'choice X|Y')")
@@ -134,7 +133,7 @@ def knob_edit(path: str, knob: Knob, value: object) -> Edit:
     literal = f'"{value}"' if isinstance(value, str) else repr(value)
     path = knob.path or path
     if not _KNOB_LINE.match(knob.line):  # declared in [knobs]: only the value changes
-        match = _ASSIGNED(knob.name).match(knob.line)
+        match = _assignment(knob.name).match(knob.line)
         return Edit(path=path, search=knob.line, replace=knob.line[:match.start("value")] + literal
                     + knob.line[match.end("value"):])
     prefix, comment = knob.line.split("#", 1)
@@ -142,7 +141,7 @@ def knob_edit(path: str, knob: Knob, value: object) -> Edit:
     return Edit(path=path, search=knob.line, replace=f"{code.ljust(len(prefix) - 1)} #{comment}")
 
 
-def _ASSIGNED(name: str) -> re.Pattern:  # noqa: N802 - reads like the constants above
+def _assignment(name: str) -> re.Pattern:
     """`name = value` (Python, TOML) or `name: value` (YAML), with an optional comment after it."""
     return re.compile(rf"^[ \t]*{re.escape(name)}[ \t]*[=:][ \t]*(?P<value>[^#\n]*?)[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -152,7 +151,7 @@ def declared_knobs(files: dict[str, str], task) -> list[Knob]:
     knobs = []
     for decl in task.knobs:
         path = decl.file or task.knob_file
-        match = _ASSIGNED(decl.name).search(files.get(path, ""))
+        match = _assignment(decl.name).search(files.get(path, ""))
         if match is None:
             raise KnobError(f"[knobs] {decl.name}: {path} assigns no value to it (e.g. '{decl.name} = 0.001')")
         knobs.append(knob_from_spec(decl.name, _literal_or_text(match["value"].strip()), decl.spec, match.group(0),
@@ -189,13 +188,13 @@ def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
     """Replace the declared type and range of knobs (`{"DEPTH": "int 2..8"}`), keeping the rest of
     each comment: presets narrow ranges to what fits their machine and budget."""
     for name, spec in ranges.items():
-        if not (_RANGE.match(spec) or _CHOICE.match(spec)):
+        if not (RANGE.match(spec) or CHOICE.match(spec)):
             raise KnobError(f"bad knob range for {name}: {spec!r} (e.g. 'int 2..8', 'float 0.01..1 log', 'choice A|B')")
         line = re.search(rf"^{re.escape(name)}\s*=.*#\s*knob:\s*(?P<spec>.*)$", source, re.MULTILINE)
         if not line:
             raise KnobError(f"train.py declares no knob {name}")
         old = line.group("spec")
-        match = _RANGE.match(old) or _CHOICE.match(old)
+        match = RANGE.match(old) or CHOICE.match(old)
         rest = old[match.end():] if match else ""
         width = len(match.group(0)) if match else 0
         new = spec.ljust(width) + rest if len(spec) <= width else spec + (" " + rest.lstrip() if rest.strip() else "")

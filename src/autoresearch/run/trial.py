@@ -103,7 +103,7 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     sandbox = sandbox or find_sandbox(spec.task.sandbox.kind)
     marker = spec.env.get(RUN_MARKER) or secrets.token_hex(8)  # in every process of the run, to find them all
     try:
-        flag_values(spec.checkout.root, spec.task)
+        argv = fill_flags(spec.task.command, flag_values(spec.checkout.root, spec.task))
     except KnobError as exc:  # the candidate's knob file cannot give the command its flags
         return TrialResult.never_ran(spec.paths.log, str(exc))
     try:
@@ -112,7 +112,7 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
         guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
                          gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
-        run, timeline = train(spec, sandbox, marker, on_line)
+        run, timeline = train(spec, sandbox, marker, argv, on_line)
         task = spec.task
         summary = read_metrics(spec.paths.log.read_text(errors="replace"), task.metric, task.metric_pattern,
                                task.extra_patterns)
@@ -143,8 +143,9 @@ def _fresh_dirs(spec: RunSpec) -> None:
     spec.checkout.empty_file.write_bytes(b"")
 
 
-def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> tuple[RunResult, Timeline]:
-    """The task's command in the training sandbox, followed by the harness's clock."""
+def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line=None) -> tuple[RunResult, Timeline]:
+    """The task's command (`argv`, its flag knobs filled in) in the training sandbox, followed by
+    the harness's clock."""
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
     trusted = bool(task.evaluation.command)
@@ -154,12 +155,11 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, on_line=None) -> tuple[R
                              "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
     private = _unseen(ws, [*task.evaluation.private, *task.evaluation.held_out])
-    frozen = [ws.root / name for name in task.frozen if (ws.root / name).exists()]
+    frozen = [ws.root / name for name in task.frozen]
     policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=spec.shared,
                     bind_files={**_data_files(data, hide=("val", "test") if trusted else ("test",)), **private},
                     writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network,
                     workdir_writable=True, protected=tuple(p for p in (ws.root / ".git", *frozen) if p.exists()))
-    argv = fill_flags(task.command, flag_values(ws.root, task))
     command = Command(sandbox.wrap(argv, policy), ws.root, paths.log, task.budget.timeout, env=env,
                       limits=_limits(task), find_strays=not sandbox.isolates, pass_fds=(clock.child_fd,))
     recorded = record_processes(paths.pgid, marker)

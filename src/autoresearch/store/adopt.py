@@ -20,7 +20,7 @@ from autoresearch.core.errors import UserError
 from autoresearch.core.knob_spec import spec_problem
 from autoresearch.core.task import CONFIG_NAME, ConfigError, parse_task
 from autoresearch.store import gitops
-from autoresearch.store.templates import _toml_string, default_tag
+from autoresearch.store.templates import default_tag, toml_string
 from autoresearch.store.workspace import STATE_DIR
 
 IGNORED = (f"{STATE_DIR}/", "results.tsv")
@@ -168,19 +168,19 @@ def _literal(text: str) -> object:
 def _render(name: str, options: AdoptOptions, argv: list[str], files: tuple[list[str], list[str]], knobs: dict,
             budget: float) -> str:
     editable, frozen = files
-    listed = lambda items: "[" + ", ".join(_toml_string(i) for i in items) + "]"  # noqa: E731
+    listed = lambda items: "[" + ", ".join(toml_string(i) for i in items) + "]"  # noqa: E731
     lines = ["# autoresearch task of an adopted repository: what to run and how to score it. Frozen.", "[task]",
-             f"name = {_toml_string(name)}", f"command = {listed(argv)}",
-             f"metric = {_toml_string(options.metric)}", f"direction = {_toml_string(options.direction)}",
+             f"name = {toml_string(name)}", f"command = {listed(argv)}",
+             f"metric = {toml_string(options.metric)}", f"direction = {toml_string(options.direction)}",
              f"editable = {listed(editable)}", f"frozen = {listed([*frozen, CONFIG_NAME])}"]
     if options.metric_pattern:
-        lines.append(f"metric_pattern = {_toml_string(options.metric_pattern)}")
+        lines.append(f"metric_pattern = {toml_string(options.metric_pattern)}")
     timeout = options.timeout or 2 * budget + 60
     lines += ["", "[budget]   # by the harness's wall clock, less start-up: the script's own count is not used",
               'kind = "seconds"', f"value = {budget:g}", f"timeout = {timeout:g}"]
     if knobs:
         lines += ["", f"[knobs]   # command-line flags: their values live in {KNOB_FILE}, {{name}} in the command"]
-        lines += [f"{name} = {_toml_string(spec)}" for name, spec in knobs.items()]
+        lines += [f"{name} = {toml_string(spec)}" for name, spec in knobs.items()]
     lines += ["", "# no [evaluation] command: the metric is what each run reports of itself, marked 'not verified'",
               "# in every view. README, 'Your own repository', shows how to score the saved checkpoint instead.",
               "", "[sandbox]", 'kind = "auto"', ""]
@@ -226,4 +226,4 @@ def write(root: Path, adopted: Plan) -> list[str]:
 
 
 def _toml_value(value: object) -> str:
-    return _toml_string(value) if isinstance(value, str) else repr(value)
+    return toml_string(value) if isinstance(value, str) else repr(value)

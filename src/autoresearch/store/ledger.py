@@ -205,6 +205,16 @@ class Ledger:
             raise LedgerError(f"the ledger {self.path} was opened read-only")
         return self.db.execute(sql, args)
 
+    def _write_many(self, sql: str, rows: list[tuple]) -> None:
+        """Many rows in one transaction: one sync to disk, not one per row (autocommit would)."""
+        self._write("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(sql, rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def _cached(self) -> dict[int, Experiment] | None:
         """Every experiment by id, for a writable ledger: a study holds the workspace's lock, so it is
         the only writer, and each of its writes refreshes the row it changed (no re-reading per ask)."""
@@ -336,10 +346,9 @@ class Ledger:
         """Points of one run's training curve, appended (a live run's arrive a few at a time)."""
         rows = [(exp_id, n, p.step, p.fraction, p.loss if math.isfinite(p.loss) else None, p.tokens_per_second,
                  p.seconds) for p in points]
-        if self.readonly:
-            raise LedgerError(f"the ledger {self.path} was opened read-only")
-        self.db.executemany("INSERT INTO curves (experiment_id, n, step, fraction, loss, tokens_per_second, seconds)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        if rows:
+                self._write_many("INSERT INTO curves (experiment_id, n, step, fraction, loss, tokens_per_second, seconds)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def curves(self, exp_ids: list[int] | None = None) -> dict[int, dict[int, list[Point]]]:
         """Training curves by experiment, then by run (all of them, or those of `exp_ids`)."""

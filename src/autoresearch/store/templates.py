@@ -86,7 +86,7 @@ value = {_toml_number(budget['value'])}
 timeout = {_toml_number(budget['timeout'])}   # hard wall-clock limit: the whole process group is killed after it
 
 [data]
-dataset = {_toml_string(data['dataset'])}   # shakespeare | climbmix | tinystories | a path to .txt/.jsonl/.parquet files
+dataset = {toml_string(data['dataset'])}   # shakespeare | climbmix | tinystories | a path to .txt/.jsonl/.parquet files
 vocab_size = {int(data['vocab_size'])}
 seq_len = {int(data['seq_len'])}
 eval_tokens = {int(data['eval_tokens'])}   # 0 = score every validation token
@@ -103,7 +103,7 @@ def _toml_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _toml_string(value: str) -> str:
+def toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -66,15 +66,28 @@ def next_run(ws: Workspace, candidate: Candidate) -> RunPaths:
 
 def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> Decision:
     """Record one run of the candidate and judge all its runs so far (keep, discard, crash or rerun)."""
+    failure = trial.failure or _over_budget(task, ledger, candidate, trial)
+    candidate.over_budget = failure if failure.startswith(OVER_BUDGET) else ""
+    metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
+    _record_run(ws, ledger, candidate, trial, metric)
+    return judge(task, candidate.evidence, failure)
+
+
+def stopped_early(ws: Workspace, ledger: Ledger, candidate: Candidate, trial: TrialResult, verdict: Verdict) -> Decision:
+    """A first run stopped by the early-abort rule: recorded, and a discard that says why."""
+    candidate.stopped_at = verdict.fraction
+    _record_run(ws, ledger, candidate, trial, None)
+    return Decision(Status.DISCARD, verdict.reason)
+
+
+def _record_run(ws: Workspace, ledger: Ledger, candidate: Candidate, trial: TrialResult, metric: float | None) -> None:
+    """One run into the ledger (with the slot or node that ran it), and the evidence of all runs so far."""
     ledger.guard()  # a run outside a sandbox could have deleted the record: put it back now
     run = trial.run
     candidate.runs += 1
     candidate.wall += trial.wall_seconds
     candidate.last = trial
-    failure = trial.failure or _over_budget(task, ledger, candidate, trial)
-    candidate.over_budget = failure if failure.startswith(OVER_BUDGET) else ""
-    metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
-    where = {**trial.summary, "slot": candidate.slot}  # which slot or node ran it
+    where = {**trial.summary, "slot": candidate.slot}
     ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(metric, where, run.exit_code, run.timed_out,
                                                                run.wall_seconds, ws.relative(run.log_path)))
     if metric is not None:
@@ -84,21 +97,6 @@ def weigh(ws: Workspace, task: Task, ledger: Ledger, candidate: Candidate, trial
     candidate.evidence = Evidence(candidate.values, candidate.incumbent_runs, sigma, dof, candidate.change,
                                   memory / 1024 if isinstance(memory, float) else 0.0, candidate.lines_added,
                                   candidate.lines_removed)
-    return judge(task, candidate.evidence, failure)
-
-
-def stopped_early(ws: Workspace, ledger: Ledger, candidate: Candidate, trial: TrialResult, verdict: Verdict) -> Decision:
-    """A first run stopped by the early-abort rule: recorded, and a discard that says why."""
-    candidate.runs += 1
-    candidate.wall += trial.wall_seconds
-    candidate.last, candidate.stopped_at = trial, verdict.fraction
-    run = trial.run
-    ledger.add_run(candidate.exp_id, candidate.runs, RunRecord(None, trial.summary, run.exit_code, run.timed_out,
-                                                               run.wall_seconds, ws.relative(run.log_path)))
-    sigma, dof = pooled_sigma(ledger.run_groups())
-    candidate.evidence = Evidence([], candidate.incumbent_runs, sigma, dof, candidate.change, 0.0,
-                                  candidate.lines_added, candidate.lines_removed)
-    return Decision(Status.DISCARD, verdict.reason)
 
 
 def _over_budget(task: Task, ledger: Ledger, candidate: Candidate, trial: TrialResult) -> str:

@@ -34,7 +34,7 @@ from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.execute.base import Executor, Job, JobResult
 from autoresearch.propose.bandit import Bandit
 from autoresearch.propose.base import Draft, Proposer
-from autoresearch.propose.briefing import RECENT, briefing
+from autoresearch.propose.briefing import briefing, curves_wanted
 from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
 from autoresearch.run.trial import log_tail
 from autoresearch.store.ledger import Experiment
@@ -326,8 +326,8 @@ class Study:
     def _snapshot(self, parent: str):
         """What a proposer is shown: the snapshot of `parent`, with the harness's briefing as notes."""
         history = self.ledger.experiments(self.branch)
-        wanted = [e.id for e in history[-RECENT:]] + [e.id for e in history if e.status == Status.KEEP][-1:]
-        notes = briefing(history, self.ledger.curves(wanted), self.task.metric, self.options.stagnation_after)
+        curves = self.ledger.curves(curves_wanted(history))
+        notes = briefing(history, curves, self.task.metric, self.options.stagnation_after)
         return self.snapshots.take(parent, history, self._in_flight(), notes=notes)
 
     def _fix_request(self, fix: _Fix) -> _Request | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 
 import pytest
 
-from autoresearch.core.judge import Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.core.judge import Evidence, candidate_sigma, change_size, classify_change, judge, pooled_sigma
 from autoresearch.core.task import JudgeSettings, parse_task
 
 TASK = parse_task({"task": {"command": ["x"]}, "budget": {"value": 60}})
@@ -119,6 +120,33 @@ def test_pooled_sigma():
     sigma, dof = pooled_sigma([[1.0, 3.0], [10.0, 12.0, 14.0], [5.0]])
     assert dof == 3 and sigma == pytest.approx(((2 + 8) / 3) ** 0.5)
     assert pooled_sigma([[1.0]]) == (None, 0)
+
+
+def test_one_unstable_candidate_does_not_become_the_noise_of_every_later_one():
+    """The real cpu-preset study's case: one candidate ran 2.263 and 2.458 (an unstable change) among
+    repeats that spread by ~0.006; pooled plainly, its spread made sigma 0.08 and blocked every keep."""
+    rng = random.Random(3)
+    steady = [[rng.gauss(2.40, 0.006) for _ in range(3)]] + [[rng.gauss(2.38, 0.006) for _ in range(2)] for _ in range(4)]
+    unstable = [2.263, 2.458]
+    plain = math.sqrt(sum(sum((x - statistics.fmean(g)) ** 2 for x in g) for g in steady + [unstable])
+                      / sum(len(g) - 1 for g in steady + [unstable]))
+    sigma, dof = pooled_sigma(steady + [unstable])
+    assert plain > 0.03 and sigma < 0.01 and dof == 6  # the unstable pair is left out of the noise
+    assert pooled_sigma(steady) == (sigma, dof)
+    # a later candidate's real gain of 0.03 (5 sd of the steady noise) is kept again
+    later = judge(TASK, Evidence([2.35, 2.351], [2.38, 2.381], sigma, dof))
+    assert later.status == "keep", later.reason
+    # the unstable candidate itself is judged by its own spread: its mean gain is within its noise
+    decision = judge(with_judge(max_reruns=1), Evidence(unstable, [2.40, 2.401, 2.399], sigma, dof))
+    assert decision.status == "discard" and "unstable" in decision.reason, decision.reason
+    assert candidate_sigma(unstable, sigma) == statistics.stdev(unstable)
+    assert candidate_sigma([2.38, 2.385], sigma) == sigma  # an ordinary pair keeps the pooled spread
+
+
+def test_a_spread_group_is_not_called_unstable_before_there_is_a_reference():
+    """With only the baseline and one other group, there is nothing to call a group unstable against."""
+    sigma, dof = pooled_sigma([[2.40, 2.41], [2.2, 2.5]])
+    assert dof == 2 and sigma > 0.1
 
 
 def test_seed_and_comment_only_runs_refine_the_noise(tmp_path):

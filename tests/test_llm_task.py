@@ -156,3 +156,57 @@ def test_every_attention_path_gives_the_same_logits_and_the_handoff_is_aten(tmp_
     assert float(figures["fa3"]) < 1e-4 and float(figures["flex"]) < 1e-4
     assert float(figures["windows matter"]) > 1e-3  # the windows are really applied by each path
     assert figures["exported flex nodes"] == "0"
+
+
+FUSED = '''
+import torch
+import train
+
+torch.manual_seed(0)
+cfg = train.GPTConfig(vocab_size=512, seq_len=64, depth=2, width=128, head_dim=32, window_pattern="L")
+model = train.GPT(cfg)
+model.init_weights()
+torch.nn.init.normal_(model.lm_head.weight, std=0.2)  # logits large enough for the cap to bend them
+idx, targets = torch.randint(0, 512, (3, 64)), torch.randint(0, 512, (3, 64))
+targets[1, 10:30] = -1  # ignored targets score nothing and get no gradient
+
+
+def loss_and_grads(fused):
+    train.FUSED_LOSS = fused
+    model.zero_grad(set_to_none=True)
+    loss = model(idx, targets)
+    loss.backward()
+    print(("fused" if fused else "plain") + "-backward", type(loss.grad_fn).__name__)
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+train.LOSS_CHUNK_ROWS = 50  # several chunks, the last one short
+plain_loss, plain = loss_and_grads(False)
+fused_loss, fused = loss_and_grads(True)
+print("loss", abs(fused_loss - plain_loss).item())
+print("grad", max(((fused[n] - plain[n]).abs().max() / plain[n].abs().max()).item() for n in plain))
+
+G = torch.randn(3, 64, 192)
+a, b, c = 3.4445, -4.7750, 2.0315
+X = G.mT / (G.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+for _ in range(5):
+    A = X @ X.mT
+    X = a * X + (b * A + c * A @ A) @ X
+print("newton-schulz", (train.newton_schulz_orthogonalize(G) - X.mT).abs().max().item())
+'''
+
+
+def test_fused_loss_and_newton_schulz_compute_what_the_plain_formulas_do(tmp_path, shakespeare_512):
+    """The eager path's fused lm_head + soft-cap + cross-entropy (chunks of rows, ignored targets)
+    gives the plain path's loss and gradients; Muon's Newton-Schulz with the scalings inside the
+    matmuls gives the written-out formula's result."""
+    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="fused")
+    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
+    Workspace(ws).link_data(shakespeare_512)
+    (ws / "check_fused.py").write_text(FUSED)
+    out = subprocess.run([sys.executable, "check_fused.py"], cwd=ws, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = dict(line.rsplit(" ", 1) for line in out.stdout.strip().splitlines())
+    assert float(figures["loss"]) < 1e-5 and float(figures["grad"]) < 1e-4
+    assert figures["fused-backward"].startswith("CappedCrossEntropy") and figures["plain-backward"] != figures["fused-backward"]
+    assert float(figures["newton-schulz"]) < 1e-4

@@ -69,6 +69,17 @@ def measure(timeline, startup_seconds: float) -> BudgetReading:
                          len(timeline.batches) - len(before), timeline.handoff is not None)
 
 
+def wall_parts(timeline) -> dict[str, float]:
+    """Where a training process's wall time went, by the harness's clock: start-up (the process
+    began -> the first batch served), training (-> the handoff), export (-> handed off) and exit
+    (-> the process and its children gone). A part whose ends the run never reached is left out."""
+    marks = [timeline.started, timeline.batches[0][0] if timeline.batches else None, timeline.handoff,
+             timeline.handed_off, timeline.ended]
+    names = ("startup", "training", "export", "exit")
+    return {f"wall_{name}_seconds": round(end - begin, 2)
+            for name, begin, end in zip(names, marks, marks[1:]) if begin is not None and end is not None}
+
+
 def _warmup(batches: list[float]) -> tuple[float, float]:
     """The excess time of the leading batch intervals that are far slower than the steady pace,
     and when the warm-up ended."""

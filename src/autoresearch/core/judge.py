@@ -2,7 +2,8 @@
 
 Rule `noise` (the default): the baseline runs several times (3) so the run-to-run spread is
 known, and every later rerun refines it (pooled standard deviation of repeated runs of the same
-code). A candidate is kept only when its gain beats z times the standard deviation of the
+code; a candidate whose runs spread over 4 times as far as all the others' is unstable: it is left
+out of that noise and judged by its own spread instead). A candidate is kept only when its gain beats z times the standard deviation of the
 difference of the two means (and a floor); an apparent gain below that is the grey zone, where
 the candidate runs again (at most `max_reruns` times) before the decision. Changes that only
 touch a seed or comments are never kept for their own sake.
@@ -23,6 +24,8 @@ from autoresearch.core.task import Task
 
 SEED_LINE = re.compile(r"^\s*(#.*|[A-Z_]*SEED[A-Z_]*\s*=.*|.*\b(manual_seed|random\.seed|np\.random\.seed|set_seed)\(.*)?$")
 COMMENT_LINE = re.compile(r"^\s*(#.*)?$")
+UNSTABLE = 4.0  # a spread this many times the pooled one is not noise: one candidate is unstable
+MIN_REFERENCE_DOF = 3  # degrees of freedom the other runs need before a group is called unstable
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,11 @@ def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
             return Decision(Status.KEEP, f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({mean - incumbent:+.6f})")
         return Decision(Status.DISCARD, f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
 
-    sd_diff = evidence.sigma * math.sqrt(1 / n + 1 / len(evidence.incumbent)) if evidence.sigma else None
+    sigma, own = evidence.sigma, candidate_sigma(evidence.candidate, evidence.sigma or 0.0)
+    sd_diff = math.sqrt(own**2 / n + sigma**2 / len(evidence.incumbent)) if sigma else None
     margin = gain / sd_diff if sd_diff else None
-    where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {evidence.sigma:.6f}, {n} vs {len(evidence.incumbent)} runs)"
+    unstable = f", its own {own:.6f}: unstable" if sigma and own != sigma else ""
+    where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {sigma:.6f}{unstable}, {n} vs {len(evidence.incumbent)} runs)"
              if margin is not None else f"gain {gain:+.6f} (no run-to-run noise measured)")
     if evidence.change and settings.never_keep_seed_only:
         return Decision(Status.DISCARD, f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
@@ -94,16 +99,33 @@ def t_quantile(z: float, dof: int) -> float:
 
 
 def pooled_sigma(groups: list[list[float]]) -> tuple[float | None, int]:
-    """Pooled standard deviation of repeated runs (each group: runs of one code), and its degrees of freedom."""
-    squares, dof = 0.0, 0
-    for runs in groups:
-        if len(runs) >= 2:
-            mean = statistics.fmean(runs)
-            squares += sum((x - mean) ** 2 for x in runs)
-            dof += len(runs) - 1
+    """Pooled standard deviation of repeated runs (each group: runs of one code), and its degrees of
+    freedom. A group whose spread is over UNSTABLE times that of all the others together (when they
+    have at least MIN_REFERENCE_DOF degrees of freedom) is an unstable candidate, not run-to-run
+    noise: it is left out, so that one such candidate does not make every later gain look like noise
+    (its own decision weighs its own spread: see `judge`)."""
+    groups = sorted((_squares(runs) for runs in groups if len(runs) >= 2), key=lambda g: g[0] / g[1], reverse=True)
+    while len(groups) > 1:
+        squares, dof = groups[0]
+        rest_squares, rest_dof = sum(g[0] for g in groups[1:]), sum(g[1] for g in groups[1:])
+        if rest_dof < MIN_REFERENCE_DOF or squares / dof <= UNSTABLE**2 * rest_squares / rest_dof:
+            break
+        groups.pop(0)
+    squares, dof = sum(g[0] for g in groups), sum(g[1] for g in groups)
     if dof == 0:
         return None, 0
     return math.sqrt(squares / dof), dof
+
+
+def _squares(runs: list[float]) -> tuple[float, int]:
+    mean = statistics.fmean(runs)
+    return sum((x - mean) ** 2 for x in runs), len(runs) - 1
+
+
+def candidate_sigma(runs: list[float], sigma: float) -> float:
+    """The spread to judge a candidate by: the pooled one, or its own where that marks it unstable."""
+    own = statistics.stdev(runs) if len(runs) >= 2 else 0.0
+    return own if own > UNSTABLE * sigma else sigma
 
 
 def classify_change(diff: str) -> str:

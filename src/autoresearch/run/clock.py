@@ -64,11 +64,12 @@ class Timeline:
 class ClockChannel:
     """The harness's side: a pipe, a reader thread that stamps what arrives, the timeline."""
 
-    def __init__(self, on_handed_off: Callable[[], str] | None = None):
+    def __init__(self, on_handed_off: Callable[[], str] | None = None, on_handoff: Callable[[], None] | None = None):
         self._read, self.child_fd = os.pipe()
         os.set_blocking(self._read, False)
         self.timeline = Timeline(started=time.monotonic())
         self._on_handed_off = on_handed_off
+        self._on_handoff = on_handoff  # told once, when training hands off (an early evaluation starts)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True, name="clock")
         self._thread.start()
@@ -131,6 +132,8 @@ class ClockChannel:
             timeline.steps.append(now)
         elif kind == "handoff" and timeline.handoff is None:
             timeline.handoff = now
+            if self._on_handoff:
+                self._on_handoff()
         elif kind == "handed-off" and timeline.handed_off is None:
             timeline.handed_off = now
             timeline.handoff_digest = self._on_handed_off() if self._on_handed_off else ""

@@ -9,7 +9,8 @@
 3. evaluate: with an `[evaluation]` command, the handed-off model is scored in a second sandbox
    that alone can read the validation data (and, for a verification, the held-out test split).
    Its number is the metric; what train.py printed is kept as information only. A model that
-   looks ahead or cannot be read is invalid;
+   looks ahead or cannot be read is invalid. Where the task allows it, the evaluation's process
+   starts at the handoff and waits at a gate until this step (run/evaluation.py);
 4. bind: the result carries its commit, the hashes of the frozen files and data, and the
    environment it ran in.
 """
@@ -28,13 +29,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.core.budget import BudgetReading, measure
+from autoresearch.core.budget import BudgetReading, measure, wall_parts
 from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import directory_sha256, file_sha256
-from autoresearch.core.summary import metric_value, parse_summary, pattern_failure, read_metrics
+from autoresearch.core.summary import metric_value, pattern_failure, read_metrics
 from autoresearch.core.task import Task
 from autoresearch.propose.knobs import KnobError, flag_values
 from autoresearch.run.clock import ClockChannel, Timeline
+from autoresearch.run.evaluation import GATE, Evaluation, Evaluator, can_start_early, interpret
 from autoresearch.run.process import (
     RUN_MARKER,
     Command,
@@ -49,7 +51,6 @@ from autoresearch.store import gitops
 from autoresearch.store.workspace import RunPaths, Workspace
 
 LOG_TAIL_LINES = 30
-INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"
 SCORE_TEST = "AUTORESEARCH_SCORE_TEST"  # tells a verification's evaluation to score the test split too
 
 
@@ -106,28 +107,33 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
         argv = fill_flags(spec.task.command, flag_values(spec.checkout.root, spec.task))
     except KnobError as exc:  # the candidate's knob file cannot give the command its flags
         return TrialResult.never_ran(spec.paths.log, str(exc))
+    trusted = bool(spec.task.evaluation.command)
+    evaluator = Evaluator(lambda: evaluation_command(spec, sandbox, marker), wait_bound=spec.task.budget.timeout)
+    early = evaluator.start_early if trusted and can_start_early(spec.task, sandbox) else None
     try:
         _fresh_dirs(spec)
         # in a sandbox the repository (.git) is read-only in the checkout: its refs cannot change
         guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
                          gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
-        run, timeline = train(spec, sandbox, marker, argv, on_line)
+        run, timeline = train(spec, sandbox, marker, argv, on_line, on_handoff=early)
         task = spec.task
         summary = read_metrics(spec.paths.log.read_text(errors="replace"), task.metric, task.metric_pattern,
                                task.extra_patterns)
-        trusted = bool(spec.task.evaluation.command)
         failure = (check(spec, before) or _handoff_changed(spec, timeline)
                    or _training_failure(run, summary, spec.task, trusted))
         reading = measure(timeline, spec.task.budget.startup_seconds)
         summary.update(reading.as_metrics())  # beside what the run says of itself (training_seconds)
+        summary.update(wall_parts(timeline))
         metric, invalid = metric_value(summary, spec.task.metric), False
         if trusted:
-            metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, marker)
+            metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, evaluator)
         if metric is not None:
             summary[spec.task.metric] = metric
+        summary["wall_total_seconds"] = round(time.monotonic() - started, 2)  # the parts above, the checks, the evaluation
         provenance = bind(spec.commit, spec.checkout.data_dir(), before.frozen, sandbox)
     finally:
+        evaluator.cancel()  # an early evaluation of a run that failed first: it exits having read nothing
         spec.paths.pgid.unlink(missing_ok=True)
         shutil.rmtree(spec.paths.scratch, ignore_errors=True)
     return TrialResult(run, summary, None if failure else metric, failure, invalid, provenance,
@@ -143,13 +149,14 @@ def _fresh_dirs(spec: RunSpec) -> None:
     spec.checkout.empty_file.write_bytes(b"")
 
 
-def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line=None) -> tuple[RunResult, Timeline]:
+def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line=None,
+          on_handoff=None) -> tuple[RunResult, Timeline]:
     """The task's command (`argv`, its flag knobs filled in) in the training sandbox, followed by
-    the harness's clock."""
+    the harness's clock (`on_handoff` is called from its thread when training hands off)."""
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
     trusted = bool(task.evaluation.command)
-    clock = ClockChannel(on_handed_off=lambda: directory_sha256(paths.handoff))
+    clock = ClockChannel(on_handed_off=lambda: directory_sha256(paths.handoff), on_handoff=on_handoff)
     env = clean_environment({**spec.env, RUN_MARKER: marker, **_data_env(data), **clock.env(),
                              "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
                              "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
@@ -199,27 +206,19 @@ def check(spec: RunSpec, before: _Before) -> str:
 
 
 def _trusted_metric(spec: RunSpec, sandbox: Sandbox, summary: dict, failure: str,
-                    marker: str) -> tuple[float | None, str, bool]:
+                    evaluator: Evaluator) -> tuple[float | None, str, bool]:
     """What train.py printed stays as `reported_<metric>`; the evaluation's number is the metric."""
     reported = summary.pop(spec.task.metric, None)
     if reported is not None:
         summary[f"reported_{spec.task.metric}"] = reported  # information only: never what decides
     if failure:
         return None, failure, False
-    evaluation = evaluate(spec, sandbox, marker)
+    evaluation = evaluate(spec, sandbox, evaluator)
     summary.update({k: v for k, v in evaluation.scores.items() if k != spec.task.metric})
     return evaluation.metric, evaluation.failure, evaluation.invalid
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    metric: float | None
-    failure: str = ""
-    invalid: bool = False
-    scores: dict = field(default_factory=dict)  # its whole summary block
-
-
-def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
+def evaluation_command(spec: RunSpec, sandbox: Sandbox, marker: str) -> Command:
     """The trusted evaluation of the handed-off model, in a sandbox that alone sees the validation data."""
     ws, task, paths = spec.checkout, spec.task, spec.paths
     data = ws.data_dir()
@@ -229,23 +228,17 @@ def evaluate(spec: RunSpec, sandbox: Sandbox, marker: str) -> Evaluation:
                     bind_files={**_data_files(data, hide=() if spec.score_test else ("test",)), **held_out})
     scoring = {SCORE_TEST: "1"} if spec.score_test else {}
     env = clean_environment({RUN_MARKER: marker, **_data_env(data), **scoring})  # the marker: a restart finds it
-    run = run_command(Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log,
-                              task.evaluation.timeout or task.budget.timeout, env=env, limits=_limits(task),
-                              find_strays=not sandbox.isolates))
-    text = paths.eval_log.read_text(errors="replace")
-    with open(paths.log, "a") as log:  # one log tells the whole story; the last summary block is the trusted one
+    env.pop(GATE, None)  # only an early start opens a gate (run/evaluation.py)
+    return Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log, task.evaluation.timeout or task.budget.timeout,
+                   env=env, limits=_limits(task), find_strays=not sandbox.isolates)
+
+
+def evaluate(spec: RunSpec, sandbox: Sandbox, evaluator: Evaluator) -> Evaluation:
+    run, added_seconds = evaluator.run()
+    text = spec.paths.eval_log.read_text(errors="replace") if spec.paths.eval_log.exists() else ""
+    with open(spec.paths.log, "a") as log:  # one log tells the whole story; the last summary block is the trusted one
         log.write(f"\n[autoresearch] trusted evaluation ({sandbox.name} sandbox):\n{text}")
-    scores = parse_summary(text)
-    invalid_lines = [line for line in text.splitlines() if line.startswith("invalid: ")]
-    if run.exit_code == INVALID_EXIT and invalid_lines:
-        return Evaluation(None, invalid_lines[-1], True)
-    if run.timed_out or run.exit_code != 0:
-        why = run.killed_for or ("timed out" if run.timed_out else f"exit code {run.exit_code}")
-        return Evaluation(None, f"the evaluation failed ({why}): {one_line(text, default='no output')}")
-    metric = metric_value(scores, task.metric)
-    if metric is None:
-        return Evaluation(None, f"the evaluation printed no valid {task.metric}")
-    return Evaluation(metric, scores=scores)
+    return interpret(run, text, spec.task, added_seconds)
 
 
 def _training_failure(run: RunResult, summary: dict, task: Task, trusted: bool) -> str:

@@ -1,0 +1,160 @@
+"""Evaluation: the trusted scoring of a handed-off model, in a sandbox that alone sees the validation data.
+
+It can start early. Where the task's evaluation waits for the harness's word (`[evaluation]
+early_start = true`, as the llm template's prepare.py does) and the training sandbox keeps the
+frozen files read-only (so the code the evaluation imports is the frozen code), its process
+starts the moment training hands off: its start-up (Python, torch, its imports) overlaps the
+training process's export and exit. It reads nothing of the model until the harness writes `go`
+on a pipe (its number in AUTORESEARCH_EVAL_GATE_FD), which happens only once the training process
+is gone and the run passed its checks, so a model changed after its handoff is never read. When
+the run fails instead, the pipe closes without `go` and the evaluation exits having read nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from autoresearch.core.errors import one_line
+from autoresearch.core.summary import metric_value, parse_summary
+from autoresearch.core.task import Task
+from autoresearch.run.process import Command, RunResult, run_command
+from autoresearch.run.sandbox import Sandbox
+
+GATE = "AUTORESEARCH_EVAL_GATE_FD"
+INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"
+CANCELLED_EXIT = 4  # an early evaluation told no `go`: the run failed before it
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: float | None
+    failure: str = ""
+    invalid: bool = False
+    scores: dict = field(default_factory=dict)  # its whole summary block, with the wall time it added
+
+
+def wait_for_go() -> None:
+    """The evaluation's side: one started early blocks here until the harness says `go`; without
+    it (the run failed) the process exits having read nothing. Returns at once otherwise."""
+    fd = os.environ.pop(GATE, None)
+    if not fd:
+        return
+    try:
+        with os.fdopen(int(fd), "rb") as gate:
+            word = gate.readline().strip()
+    except (OSError, ValueError):
+        word = b""
+    if word != b"go":
+        raise SystemExit(CANCELLED_EXIT)
+
+
+def can_start_early(task: Task, sandbox: Sandbox) -> bool:
+    return task.evaluation.early_start and sandbox.isolates
+
+
+class Evaluator:
+    """One run's evaluation process: started early (from the harness clock's thread, at the
+    handoff) or when its result is asked for, and cancelled if the run fails first."""
+
+    def __init__(self, make_command: Callable[[], Command], wait_bound: float = 0.0):
+        self._make_command = make_command
+        self._wait_bound = wait_bound  # the longest it may wait at its gate (the training's timeout)
+        self._gate: _Gate | None = None
+
+    def start_early(self) -> None:
+        if self._gate is not None:
+            return
+        try:  # its timeout counts its work after the gate, not the wait for the training to end
+            command = self._make_command()
+            self._gate = _Gate(replace(command, timeout=command.timeout + self._wait_bound))
+        except Exception:  # noqa: BLE001 - on the clock's thread: it must go on; the evaluation starts when asked for
+            self._gate = None
+
+    def run(self) -> tuple[RunResult, float]:
+        """The evaluation's result, and the wall time it added after the training process: all of
+        it, less what an early start had already spent waiting at its gate."""
+        if self._gate is None:
+            result = run_command(self._make_command())
+            return result, result.wall_seconds
+        return self._gate.open()
+
+    def cancel(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+
+
+class _Gate:
+    """An evaluation process waiting for `go` on a pipe, run by a thread of its own."""
+
+    def __init__(self, command: Command):
+        self._read, self._write = os.pipe()
+        self._command = replace(command, env={**(command.env or {}), GATE: str(self._read)},
+                                pass_fds=(*command.pass_fds, self._read))
+        self._result: RunResult | None = None
+        self._group = 0  # the process group, once it exists
+        self._thread = threading.Thread(target=self._run, daemon=True, name="evaluation")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = run_command(self._command, on_start=self._started)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the run gets a failed evaluation that says so
+            with open(self._command.log_path, "a") as log:
+                log.write(f"[autoresearch] the evaluation could not run: {type(exc).__name__}: {exc}\n")
+            self._result = RunResult(127, 0.0, False, self._command.log_path, False)
+        finally:
+            self._close_read()
+
+    def _started(self, pid: int) -> None:
+        self._group = pid
+        self._close_read()  # the child has its own copy of the read end
+
+    def _close_read(self) -> None:
+        fd, self._read = self._read, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def open(self) -> tuple[RunResult, float]:
+        opened = time.monotonic()
+        try:
+            os.write(self._write, b"go\n")
+        except OSError:  # the evaluation already ended (it failed while starting): its log says why
+            pass
+        self._close_write()
+        self._thread.join()
+        return self._result, time.monotonic() - opened
+
+    def close(self) -> None:
+        """No `go`: an evaluation still at its gate exits by itself; one past it (Ctrl-C while it
+        scored) is killed with its group."""
+        if self._write < 0 and self._group and self._thread.is_alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._group, signal.SIGKILL)
+        self._close_write()
+        self._thread.join(timeout=30)
+
+    def _close_write(self) -> None:
+        fd, self._write = self._write, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def interpret(run: RunResult, text: str, task: Task, added_seconds: float) -> Evaluation:
+    """What the evaluation's process and output (`text`) say of the model."""
+    scores = {**parse_summary(text), "wall_evaluation_seconds": round(added_seconds, 2)}
+    invalid_lines = [line for line in text.splitlines() if line.startswith("invalid: ")]
+    if run.exit_code == INVALID_EXIT and invalid_lines:
+        return Evaluation(None, invalid_lines[-1], True)
+    if run.timed_out or run.exit_code != 0:
+        why = run.killed_for or ("timed out" if run.timed_out else f"exit code {run.exit_code}")
+        return Evaluation(None, f"the evaluation failed ({why}): {one_line(text, default='no output')}")
+    metric = metric_value(scores, task.metric)
+    if metric is None:
+        return Evaluation(None, f"the evaluation printed no valid {task.metric}")
+    return Evaluation(metric, scores=scores)

@@ -1,0 +1,93 @@
+"""The trusted evaluation started early: its start-up overlaps the end of training, and it reads
+the model only once the training process is gone and the run passed its checks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import git
+
+from autoresearch.run.sandbox import find_sandbox
+from autoresearch.store.templates import init_workspace
+from autoresearch.study.manual import run_experiment
+
+BWRAP = find_sandbox("auto").isolates
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason="an early start needs the bubblewrap sandbox: apt install bubblewrap")
+
+TRAIN = '''
+import os, sys, time
+from autoresearch.run.clock import tell
+tell("batch", 1)
+tell("step")
+tell("handoff")
+time.sleep(1.5)  # the export
+with open(os.path.join(os.environ["AUTORESEARCH_HANDOFF"], "model.txt"), "w") as f:
+    f.write("1.25")
+tell("handed-off")
+time.sleep(1.0)  # the rest of the process
+print("---")
+print("steps: 1")
+print(f"exiting {time.time():.3f}", flush=True)
+sys.exit(1 if os.path.exists("fail") else 0)
+'''
+
+EVALUATE = '''
+import sys, time
+print(f"started {time.time():.3f}", flush=True)
+time.sleep(1.0)  # its start-up: Python, torch, the evaluator's imports
+from autoresearch.run.evaluation import wait_for_go
+wait_for_go()
+print(f"read {time.time():.3f}", flush=True)
+print("---")
+print("val_bpb: " + open(sys.argv[1] + "/model.txt").read())
+'''
+
+
+def _workspace(tmp_path, early: bool):
+    ws = init_workspace(tmp_path / "ws", template="tiny", tag="early")
+    (ws / "train.py").write_text(TRAIN)
+    (ws / "evaluate.py").write_text(EVALUATE)
+    toml = (ws / "autoresearch.toml").read_text()
+    toml = toml.replace('"complaint_test.txt"]', '"complaint_test.txt", "evaluate.py"]')
+    toml = toml.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]',
+                        'command = ["{python}", "-P", "evaluate.py", "{handoff}"]\nearly_start = '
+                        + ("true" if early else "false"))
+    (ws / "autoresearch.toml").write_text(toml + '\n[judge]\nbaseline_runs = 1\n')
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "a task that takes its time to hand off")
+    return ws
+
+
+def _stamps(log: str) -> dict[str, float]:
+    return {m["what"]: float(m["at"]) for m in re.finditer(r"^(?P<what>started|read|exiting) (?P<at>[\d.]+)$", log, re.M)}
+
+
+@needs_bwrap
+def test_an_early_evaluation_starts_at_the_handoff_and_reads_after_the_run(tmp_path):
+    ws = _workspace(tmp_path, early=True)
+    result = run_experiment(ws, "baseline")
+    assert result.status == "keep" and result.metric == 1.25, result.reason
+    stamps = _stamps(result.log_path.read_text())
+    assert stamps["started"] < stamps["exiting"] < stamps["read"]  # started during training's end, read after it
+    m = result.metrics
+    assert m["wall_export_seconds"] >= 1.4 and m["wall_exit_seconds"] >= 0.9
+    assert m["wall_evaluation_seconds"] < 0.9  # what it added after the run: its 1 s start-up was hidden
+
+@needs_bwrap
+def test_an_early_evaluation_of_a_failed_run_reads_nothing(tmp_path):
+    ws = _workspace(tmp_path, early=True)
+    (ws / "fail").write_text("")
+    result = run_experiment(ws, "baseline")
+    assert result.status == "crash" and result.reason.startswith("exit code 1"), result.reason
+    eval_log = next(result.log_path.parent.glob("eval*.log")).read_text()
+    assert "started" in eval_log and "\nread " not in eval_log  # it was waiting, and went without reading the model
+
+
+def test_without_an_early_start_the_evaluation_starts_after_the_run(tmp_path):
+    ws = _workspace(tmp_path, early=False)
+    result = run_experiment(ws, "baseline")
+    assert result.status == "keep" and result.metric == 1.25, result.reason
+    stamps = _stamps(result.log_path.read_text())
+    assert stamps["exiting"] < stamps["started"] < stamps["read"]
+    assert result.metrics["wall_evaluation_seconds"] >= 1.0  # its whole start-up came after the run

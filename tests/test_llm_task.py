@@ -172,7 +172,7 @@ targets[1, 10:30] = -1  # ignored targets score nothing and get no gradient
 
 
 def loss_and_grads(fused):
-    train.FUSED_LOSS = fused
+    train.FUSED_OPS = train.FUSED_LOSS = fused
     model.zero_grad(set_to_none=True)
     loss = model(idx, targets)
     loss.backward()
@@ -196,10 +196,11 @@ print("newton-schulz", (train.newton_schulz_orthogonalize(G) - X.mT).abs().max()
 '''
 
 
-def test_fused_loss_and_newton_schulz_compute_what_the_plain_formulas_do(tmp_path, shakespeare_512):
-    """The eager path's fused lm_head + soft-cap + cross-entropy (chunks of rows, ignored targets)
-    gives the plain path's loss and gradients; Muon's Newton-Schulz with the scalings inside the
-    matmuls gives the written-out formula's result."""
+def test_hand_fused_training_and_newton_schulz_compute_what_the_plain_formulas_do(tmp_path, shakespeare_512):
+    """Eager training's hand-fused functions (RMSNorm, RoPE, ReLU^2, and lm_head + soft-cap +
+    cross-entropy over chunks of rows with ignored targets) give the plain formulas' loss and
+    every parameter's gradient; Muon's Newton-Schulz with the scalings inside the matmuls gives
+    the written-out formula's result."""
     ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="fused")
     set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
     Workspace(ws).link_data(shakespeare_512)

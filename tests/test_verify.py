@@ -9,6 +9,7 @@ import pytest
 from conftest import git, ledger_for, run_cli
 from test_parallel import ScriptedProposer
 
+from autoresearch.interfaces.dashboard import read_state
 from autoresearch.study.study import StudyOptions, run_study
 
 
@@ -45,6 +46,9 @@ def test_baseline_and_best_are_rerun_interleaved_on_validation_and_test(studied)
     assert report.returncode == 0, report.stderr
     page = (studied / ".autoresearch" / "report" / "report.html").read_text()
     assert "Verified" in page and f"{val['gain']:+.6f}" in page
+    assert read_state(studied)["verification"]["gain"]["val"]["gain"] == val["gain"]
+    git(studied, "checkout", "-qb", "autoresearch/elsewhere")  # the dashboard shows the workspace branch's only
+    assert read_state(studied)["verification"] is None
 
 
 def test_a_forged_ledger_row_is_named(studied):

@@ -42,7 +42,7 @@ def read_state(workspace: Workspace) -> dict:
     with ws.open_ledger(readonly=True) as ledger:
         rows = ledger.experiments()
         proposal = ledger.latest_reasoning()
-        verified = ledger.verifications()
+        verified = ledger.verifications(ws.branch())  # the branch the workspace is on, as the report does
         curves = read_curves(ws, ledger, rows)
     direction, trusted = _direction_and_trust(ws)
     finished = [e for e in rows if e.status != Status.RUNNING]

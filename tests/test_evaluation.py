@@ -49,7 +49,7 @@ def _workspace(tmp_path, early: bool):
     (ws / "train.py").write_text(TRAIN)
     (ws / "evaluate.py").write_text(EVALUATE)
     toml = (ws / "autoresearch.toml").read_text()
-    toml = toml.replace('"complaint_test.txt"]', '"complaint_test.txt", "evaluate.py"]')
+    toml = toml.replace('"complaint_test.txt"]', '"complaint_test.txt", "evaluate.py"]', 1)  # frozen
     toml = toml.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]',
                         'command = ["{python}", "-P", "evaluate.py", "{handoff}"]\nearly_start = '
                         + ("true" if early else "false"))
@@ -78,6 +78,8 @@ def test_an_early_evaluation_starts_at_the_handoff_and_reads_after_the_run(tmp_p
 def test_an_early_evaluation_of_a_failed_run_reads_nothing(tmp_path):
     ws = _workspace(tmp_path, early=True)
     (ws / "fail").write_text("")
+    git(ws, "add", "fail")
+    git(ws, "commit", "-qm", "train.py fails after its handoff")
     result = run_experiment(ws, "baseline")
     assert result.status == "crash" and result.reason.startswith("exit code 1"), result.reason
     eval_log = next(result.log_path.parent.glob("eval*.log")).read_text()

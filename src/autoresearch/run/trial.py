@@ -52,6 +52,10 @@ from autoresearch.store.workspace import RunPaths, Workspace
 
 LOG_TAIL_LINES = 30
 SCORE_TEST = "AUTORESEARCH_SCORE_TEST"  # tells a verification's evaluation to score the test split too
+# glibc hands every large tensor's memory back to the OS and faults it in again on the next batch:
+# with these, training and evaluation keep it (the trusted evaluation of the cpu preset: 19.9 s ->
+# 15.5 s of scoring, system time 7.6 s -> 0.6 s). Settings of the harness's own environment win.
+ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_TOP_PAD_": str(2**28)}
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,8 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
             metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, evaluator)
         if metric is not None:
             summary[spec.task.metric] = metric
-        summary["wall_total_seconds"] = round(time.monotonic() - started, 2)  # the parts above, the checks, the evaluation
+        # the wall parts above, the checks and the evaluation together
+        summary["wall_total_seconds"] = round(time.monotonic() - started, 2)
         provenance = bind(spec.commit, spec.checkout.data_dir(), before.frozen, sandbox)
     finally:
         evaluator.cancel()  # an early evaluation of a run that failed first: it exits having read nothing
@@ -157,7 +162,7 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line
     data = ws.data_dir()
     trusted = bool(task.evaluation.command)
     clock = ClockChannel(on_handed_off=lambda: directory_sha256(paths.handoff), on_handoff=on_handoff)
-    env = clean_environment({**spec.env, RUN_MARKER: marker, **_data_env(data), **clock.env(),
+    env = clean_environment({**_allocator(), **spec.env, RUN_MARKER: marker, **_data_env(data), **clock.env(),
                              "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
                              "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
@@ -227,7 +232,8 @@ def evaluation_command(spec: RunSpec, sandbox: Sandbox, marker: str) -> Command:
     policy = Policy(workdir=ws.root, hidden=(*spec.hide, ws.state), readable=(paths.handoff, *spec.shared),
                     bind_files={**_data_files(data, hide=() if spec.score_test else ("test",)), **held_out})
     scoring = {SCORE_TEST: "1"} if spec.score_test else {}
-    env = clean_environment({RUN_MARKER: marker, **_data_env(data), **scoring})  # the marker: a restart finds it
+    # RUN_MARKER: a restart of the harness finds it
+    env = clean_environment({**_allocator(), RUN_MARKER: marker, **_data_env(data), **scoring})
     env.pop(GATE, None)  # only an early start opens a gate (run/evaluation.py)
     return Command(sandbox.wrap(argv, policy), ws.root, paths.eval_log, task.evaluation.timeout or task.budget.timeout,
                    env=env, limits=_limits(task), find_strays=not sandbox.isolates)
@@ -299,6 +305,10 @@ def _machine_memory_gb() -> float:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         return 0.0
+
+
+def _allocator() -> dict[str, str]:
+    return {name: value for name, value in ALLOCATOR.items() if name not in os.environ}
 
 
 def _data_env(data: Path | None) -> dict[str, str]:

@@ -144,16 +144,21 @@ print("exported flex nodes", len(hop))
 '''
 
 
+def _figures_of(script: str, tmp_path, data) -> dict[str, str]:
+    """Run `script` beside train.py in a cpu-preset workspace (vocabulary 512): its "name value" lines."""
+    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="check")
+    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
+    Workspace(ws).link_data(data)
+    (ws / "check.py").write_text(script)
+    out = subprocess.run([sys.executable, "check.py"], cwd=ws, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(line.rsplit(" ", 1) for line in out.stdout.strip().splitlines())
+
+
 def test_every_attention_path_gives_the_same_logits_and_the_handoff_is_aten(tmp_path, shakespeare_512):
     """FA3 (a stand-in with its interface where it is absent), FlexAttention and SDPA with window
     masks compute the same model; the model handed off uses SDPA whatever trained it."""
-    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="attn")
-    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
-    Workspace(ws).link_data(shakespeare_512)
-    (ws / "check_attention.py").write_text(EQUIVALENCE)
-    out = subprocess.run([sys.executable, "check_attention.py"], cwd=ws, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    figures = dict(line.rsplit(" ", 1) for line in out.stdout.strip().splitlines())
+    figures = _figures_of(EQUIVALENCE, tmp_path, shakespeare_512)
     assert float(figures["fa3"]) < 1e-4 and float(figures["flex"]) < 1e-4
     assert float(figures["windows matter"]) > 1e-3  # the windows are really applied by each path
     assert figures["exported flex nodes"] == "0"
@@ -203,13 +208,8 @@ def test_hand_fused_training_and_newton_schulz_compute_what_the_plain_formulas_d
     cross-entropy over chunks of rows with ignored targets) give the plain formulas' loss and
     every parameter's gradient; Muon's Newton-Schulz with the scalings inside the matmuls gives
     the written-out formula's result."""
-    ws = init_workspace(tmp_path / "ws", template="llm", preset="cpu", tag="fused")
-    set_line(ws / "autoresearch.toml", "vocab_size = ", "vocab_size = 512")
-    Workspace(ws).link_data(shakespeare_512)
-    (ws / "check_fused.py").write_text(FUSED)
-    out = subprocess.run([sys.executable, "check_fused.py"], cwd=ws, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    figures = dict(line.rsplit(" ", 1) for line in out.stdout.strip().splitlines())
+    figures = _figures_of(FUSED, tmp_path, shakespeare_512)
     assert float(figures["loss"]) < 1e-5 and float(figures["grad"]) < 1e-4
-    assert figures["fused-backward"].startswith("CappedCrossEntropy") and figures["plain-backward"] != figures["fused-backward"]
+    assert figures["fused-backward"].startswith("CappedCrossEntropy")
+    assert figures["plain-backward"] != figures["fused-backward"]
     assert float(figures["newton-schulz"]) < 1e-4

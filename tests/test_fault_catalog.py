@@ -247,13 +247,20 @@ LLM = {
                                       Outcome("crash", "invalid: no model was handed off", invalid=True)),
     "shrinking the evaluation tokens": (replace("    model.eval()\n", "    model.eval()\n    import prepare\n"
                                                 "    prepare.EVAL_TOKENS = 300\n"), Outcome("discard|keep")),
-    "a pickle bomb in the handoff": (replace(
-        "\n    tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0",
-        "\n    import os, pickle\n    class Boom:\n        def __reduce__(self):\n"
-        "            return (os.system, ('echo PWNED-BY-PICKLE',))\n"
-        "    open(os.path.join(os.environ['AUTORESEARCH_HANDOFF'], 'weights.pt'), 'wb').write(pickle.dumps(Boom()))\n"
-        "\n    tok_per_sec = timed_tokens / training_seconds if training_seconds else 0.0"),
-        Outcome("crash", "invalid: the handed-off model cannot be read", invalid=True)),
+    # the bomb goes in as the weights, before the handoff is told done (written later, it would be a
+    # model changed after its handoff: rejected too, but not by the evaluator's loader)
+    "a pickle bomb in the handoff": (before_main("""
+import os, pickle
+import autoresearch.run.handoff as handoff
+class Boom:
+    def __reduce__(self):
+        return (os.system, ('echo PWNED-BY-PICKLE',))
+real_export = handoff.export_model
+def export_with_a_bomb(model, example, directory):
+    real_export(model, example, directory)
+    open(os.path.join(directory, 'weights.pt'), 'wb').write(pickle.dumps(Boom()))
+handoff.export_model = export_with_a_bomb
+"""), Outcome("crash", "invalid: the handed-off model cannot be read", invalid=True)),
 }
 
 

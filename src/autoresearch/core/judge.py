@@ -68,15 +68,17 @@ def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
             return Decision(Status.KEEP, f"{task.metric} {incumbent:.6f} -> {mean:.6f} ({mean - incumbent:+.6f})")
         return Decision(Status.DISCARD, f"not better than {incumbent:.6f} ({mean - incumbent:+.6f})")
 
-    sigma, own = evidence.sigma, candidate_sigma(evidence.candidate, evidence.sigma or 0.0)
-    sd_diff = math.sqrt(own**2 / n + sigma**2 / len(evidence.incumbent)) if sigma else None
+    sigma = evidence.sigma
+    own, theirs = (candidate_sigma(runs, sigma or 0.0) for runs in (evidence.candidate, evidence.incumbent))
+    sd_diff = math.sqrt(own**2 / n + theirs**2 / len(evidence.incumbent)) if sigma else None
     margin = gain / sd_diff if sd_diff else None
     unstable = f", its own {own:.6f}: unstable" if sigma and own != sigma else ""
+    dof = n - 1 if unstable else evidence.dof  # its own spread is known from its own few runs only
     where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {sigma:.6f}{unstable}, {n} vs {len(evidence.incumbent)} runs)"
              if margin is not None else f"gain {gain:+.6f} (no run-to-run noise measured)")
     if evidence.change and settings.never_keep_seed_only:
         return Decision(Status.DISCARD, f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
-    z = t_quantile(settings.z, evidence.dof)  # a sigma from few runs is itself uncertain: demand more
+    z = t_quantile(settings.z, dof)  # a sigma from few runs is itself uncertain: demand more
     threshold = max(z * sd_diff if sd_diff else 0.0, settings.min_delta)
     if gain > threshold:
         return Decision(Status.KEEP, f"{where} > {z:.2g} sd", margin)
@@ -108,7 +110,8 @@ def pooled_sigma(groups: list[list[float]]) -> tuple[float | None, int]:
     while len(groups) > 1:
         squares, dof = groups[0]
         rest_squares, rest_dof = sum(g[0] for g in groups[1:]), sum(g[1] for g in groups[1:])
-        if rest_dof < MIN_REFERENCE_DOF or squares / dof <= UNSTABLE**2 * rest_squares / rest_dof:
+        steady = rest_dof < MIN_REFERENCE_DOF or rest_squares == 0  # no reference to call it unstable against
+        if steady or squares / dof <= UNSTABLE**2 * rest_squares / rest_dof:
             break
         groups.pop(0)
     squares, dof = sum(g[0] for g in groups), sum(g[1] for g in groups)

@@ -66,27 +66,34 @@ class Evaluator:
         self._make_command = make_command
         self._wait_bound = wait_bound  # the longest it may wait at its gate (the training's timeout)
         self._gate: _Gate | None = None
+        self._lock = threading.Lock()  # start_early runs on the clock's thread
+        self._settled = False  # run() or cancel() came first: too late to start early
 
     def start_early(self) -> None:
-        if self._gate is not None:
-            return
-        try:  # its timeout counts its work after the gate, not the wait for the training to end
-            command = self._make_command()
-            self._gate = _Gate(replace(command, timeout=command.timeout + self._wait_bound))
-        except Exception:  # noqa: BLE001 - on the clock's thread: it must go on; the evaluation starts when asked for
-            self._gate = None
+        with self._lock:
+            if self._gate is not None or self._settled:
+                return
+            try:  # its timeout counts its work after the gate, not the wait for the training to end
+                command = self._make_command()
+                self._gate = _Gate(replace(command, timeout=command.timeout + self._wait_bound))
+            except Exception:  # noqa: BLE001 - on the clock's thread: it must go on; it starts when asked for
+                self._gate = None
 
     def run(self) -> tuple[RunResult, float]:
         """The evaluation's result, and the wall time it added after the training process: all of
         it, less what an early start had already spent waiting at its gate."""
-        if self._gate is None:
+        with self._lock:
+            self._settled, gate = True, self._gate
+        if gate is None:
             result = run_command(self._make_command())
             return result, result.wall_seconds
-        return self._gate.open()
+        return gate.open()
 
     def cancel(self) -> None:
-        if self._gate is not None:
-            self._gate.close()
+        with self._lock:
+            self._settled, gate = True, self._gate
+        if gate is not None:
+            gate.close()
 
 
 class _Gate:
@@ -96,10 +103,16 @@ class _Gate:
         self._read, self._write = os.pipe()
         self._command = replace(command, env={**(command.env or {}), GATE: str(self._read)},
                                 pass_fds=(*command.pass_fds, self._read))
-        self._result: RunResult | None = None
+        self._result = RunResult(127, 0.0, False, command.log_path, False)  # until it has run
         self._group = 0  # the process group, once it exists
+        self._opened = False  # `go` was sent: from then on it reads the model
         self._thread = threading.Thread(target=self._run, daemon=True, name="evaluation")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError:
+            self._close_read()
+            self._close_write()
+            raise
 
     def _run(self) -> None:
         try:
@@ -107,7 +120,6 @@ class _Gate:
         except Exception as exc:  # noqa: BLE001 - whatever it was, the run gets a failed evaluation that says so
             with open(self._command.log_path, "a") as log:
                 log.write(f"[autoresearch] the evaluation could not run: {type(exc).__name__}: {exc}\n")
-            self._result = RunResult(127, 0.0, False, self._command.log_path, False)
         finally:
             self._close_read()
 
@@ -121,7 +133,7 @@ class _Gate:
             os.close(fd)
 
     def open(self) -> tuple[RunResult, float]:
-        opened = time.monotonic()
+        opened, self._opened = time.monotonic(), True
         try:
             os.write(self._write, b"go\n")
         except OSError:  # the evaluation already ended (it failed while starting): its log says why
@@ -133,7 +145,7 @@ class _Gate:
     def close(self) -> None:
         """No `go`: an evaluation still at its gate exits by itself; one past it (Ctrl-C while it
         scored) is killed with its group."""
-        if self._write < 0 and self._group and self._thread.is_alive():
+        if self._opened and self._group and self._thread.is_alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._group, signal.SIGKILL)
         self._close_write()

@@ -162,8 +162,8 @@ class RMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1))
-        rstd = mean_square.add_(torch.finfo(x.dtype).eps).rsqrt_()
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)  # fp32 under autocast too
+        rstd = norm.square_().div_(x.size(-1)).add_(torch.finfo(torch.float32).eps).rsqrt_()
         y = x * rstd
         ctx.save_for_backward(y, rstd)
         return y

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from autoresearch.data.build import prepare_data
+from autoresearch.run.sandbox import find_sandbox
 from autoresearch.store.templates import init_workspace
 from autoresearch.store.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
+BWRAP = find_sandbox("auto").isolates  # bubblewrap installed and working here
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason="needs the bubblewrap sandbox: apt install bubblewrap")
 
 
 def ledger_for(ws: Path):

@@ -3,16 +3,13 @@ flags as knobs, its own log lines as the metric, checkpoints written in place, i
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from adopt_repo import make_repo
-from conftest import git, ledger_for, run_cli
+from conftest import git, ledger_for, needs_bwrap, run_cli
 
 ADOPT = ["adopt", "--command", "python train.py --steps=100", "--metric", "val_loss",
          "--metric-pattern", r"val loss ([0-9.]+)", "--knob", "lr float 0.03..3 log", "--knob", "smooth float 0.2..4",
          "--budget", "20", "--tag", "t"]
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
 @pytest.fixture

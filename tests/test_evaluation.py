@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from conftest import git
+from conftest import git, needs_bwrap
 
-from autoresearch.run.sandbox import find_sandbox
 from autoresearch.store.templates import init_workspace
 from autoresearch.study.manual import run_experiment
-
-BWRAP = find_sandbox("auto").isolates
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason="an early start needs the bubblewrap sandbox: apt install bubblewrap")
 
 TRAIN = '''
 import os, sys, time

@@ -19,16 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import git, ledger_for, set_line
+from conftest import BWRAP, git, ledger_for, needs_bwrap, set_line
 
 from autoresearch.run.process import marked_processes
-from autoresearch.run.sandbox import find_sandbox
 from autoresearch.store.templates import init_workspace, set_hyperparameters
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.manual import run_experiment
 
-BWRAP = find_sandbox("auto").isolates
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed here: apt install bubblewrap")
 SECRET = "sk-test-0123456789abcdef-never-in-a-log"
 FAST_JUDGE = "\n[judge]\nbaseline_runs = 1\nmax_reruns = 0\n"
 

@@ -76,6 +76,18 @@ def test_work_moved_into_the_first_step_counts():
     assert reading.warmup_seconds == 0.0 and over_budget(reading, "seconds", 60, bound=10.0).startswith("over budget")
 
 
+def test_a_run_of_one_long_step_does_not_set_its_own_allowance():
+    # 30 s of batches in one step for a 10 s budget: the pace it would be judged by is its own step
+    batches = _steady(0.0, 30.0, 0.3)
+    one_step = measure(_timeline(batches, [0.0, 30.0], handoff=30.1), startup_seconds=10)
+    assert one_step.step_seconds == 0.0 and one_step.first_step_seconds == 30.0
+    assert over_budget(one_step, "seconds", 10, bound=None).startswith("over budget: 30.1 s of training")
+    # the same work as a long first step and a short one: the pace is the second step's
+    two_steps = measure(_timeline(batches + [30.3, 30.6], [0.0, 30.0, 30.6], handoff=30.7), startup_seconds=10)
+    assert abs(two_steps.step_seconds - 0.6) < 1e-9
+    assert over_budget(two_steps, "seconds", 10, bound=None).startswith("over budget: 30.7 s of training")
+
+
 def test_training_after_the_handoff_and_a_token_budget():
     batches = _steady(0.0, 10.0, 0.5)
     late = measure(_timeline(batches, handoff=8.0), startup_seconds=10)

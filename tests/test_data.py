@@ -120,6 +120,45 @@ def test_uniform_logits_score_exactly_log2_vocab(llm_workspace, shakespeare_512,
     assert prepare.evaluate_bpb(Uniform(), batch_size=7) == pytest.approx(expected, rel=1e-6)
 
 
+class _Bigram(torch.nn.Module):
+    """Logits that depend on each input token (so every batch scores differently); `fail_at`
+    makes the forward raise at that call."""
+
+    def __init__(self, vocab, fail_at=None):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0)))
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, idx):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ValueError("a broken batch")
+        return self.table[idx] * 3.0
+
+
+def test_the_score_does_not_depend_on_rows_or_threads(llm_workspace, shakespeare_512, monkeypatch):
+    prepare = load_prepare(llm_workspace, shakespeare_512, monkeypatch)
+    model, cpu, threads = _Bigram(prepare.VOCAB_SIZE), torch.device("cpu"), torch.get_num_threads()
+    torch.set_num_threads(2)  # the threaded path even on a one-core machine
+    try:
+        prepare.CPU_SCORING_WORKERS = 1
+        one_at_a_time = prepare.score_bpb(model, 16, 64, cpu)
+        prepare.CPU_SCORING_WORKERS = 2
+        side_by_side = [prepare.score_bpb(model, rows, 64, cpu) for rows in (16, 3)]
+        assert torch.get_num_threads() == 2  # given back after scoring
+        with pytest.raises(ValueError, match="a broken batch"):  # a worker's error is raised, nothing hangs
+            prepare.score_bpb(_Bigram(prepare.VOCAB_SIZE, fail_at=5), 16, 64, cpu)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert 3.0 < one_at_a_time < 20.0
+    assert side_by_side == pytest.approx([one_at_a_time] * 2, rel=1e-6)
+    # rows on a CPU: about CPU_SCORING_TOKENS tokens, never more than the training's batch; accelerators: its batch
+    assert prepare.scoring_rows(16, 256, cpu) == prepare.CPU_SCORING_TOKENS // 256
+    assert prepare.scoring_rows(2, 256, cpu) == 2 and prepare.scoring_rows(16, 4096, cpu) == 1
+    assert prepare.scoring_rows(16, 256, torch.device("cuda")) == 16
+
+
 def test_every_validation_token_is_scored_exactly_once(llm_workspace, shakespeare_512, monkeypatch):
     prepare = load_prepare(llm_workspace, shakespeare_512, monkeypatch)
     tokens = np.fromfile(shakespeare_512 / "val.bin", dtype=np.uint16).astype(np.int64)

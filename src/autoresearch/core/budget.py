@@ -31,7 +31,7 @@ class BudgetReading:
     source: str  # "loader": from the batches it served; "wall": the run did not use the frozen loader
     training_seconds: float  # first batch (or start + allowance) -> handoff (or the end of the process)
     warmup_seconds: float  # the leading slow batches, not counted as training (up to the bound)
-    step_seconds: float  # the median gap between budget checks (one a step), 0 when there were none
+    step_seconds: float  # the median gap between budget checks (one a step) after the first step, 0 without one
     first_step_seconds: float  # from the first batch to the end of the first step, less the warm-up
     last_step_seconds: float  # the longest gap between budget checks after the first step
     tokens: int  # served before the handoff
@@ -62,9 +62,11 @@ def measure(timeline, startup_seconds: float) -> BudgetReading:
     warmup, _ = _warmup(batches)
     steps = [t for t in timeline.steps if batches[0] <= t <= end]
     gaps = [b - a for a, b in zip(steps, steps[1:])]
-    # the template asks once before its first step, then once after each: gap 0 is the first step
+    # the template asks once before its first step, then once after each: gap 0 is the first step,
+    # left out of the pace it is judged by (a run of one long step would otherwise allow itself)
     first = max(0.0, gaps[0] - warmup) if gaps else 0.0
-    return BudgetReading("loader", end - batches[0], warmup, statistics.median(gaps) if gaps else 0.0, first,
+    pace = statistics.median(gaps[1:]) if len(gaps) > 1 else 0.0
+    return BudgetReading("loader", end - batches[0], warmup, pace, first,
                          max(gaps[1:], default=0.0), sum(n for _, n in before), _step_tokens(timeline.batches, steps),
                          len(timeline.batches) - len(before), timeline.handoff is not None)
 

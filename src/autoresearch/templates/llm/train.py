@@ -66,7 +66,8 @@ COMPILE = TORCH_COMPILE == "on" or (TORCH_COMPILE == "auto" and DEVICE.type == "
 FUSED_OPS = not COMPILE  # eager: the hand-fused functions below; compiled: inductor fuses the plain formulas itself
 FUSED_LOSS = FUSED_OPS and not USE_BF16  # the fused loss keeps its logits in fp32: not under autocast
 LOSS_CHUNK_ROWS = 1024  # rows of logits the fused loss holds at a time
-UNTIMED_STEPS = 1  # the first step compiles and allocates: not timed (the harness's clock leaves a slow start out too)
+UNTIMED_STEPS = 1 if COMPILE else 0  # a compiling first step is not timed (the harness's clock leaves a slow start
+# out too); an eager one is a step like the others (on a CPU ~1.2x one), and leaving it out cost the wall time
 torch.manual_seed(SEED)
 if DEVICE.type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -279,9 +279,15 @@ def test_model_fault(llm_ws, name):
 # ---------------------------------------------------------------------------
 # Budget cheats: the harness's clock, not the run's, says how long it trained (a 10 s budget)
 
+BUDGET_TIMEOUT = 40
+
+
 @pytest.fixture(scope="module")
 def budget_ws(tmp_path_factory, shakespeare_512):
-    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "budget", shakespeare_512, budget=10, timeout=25)
+    # the hard timeout leaves the 1.8x clock (18 s of training, start-up and export beside it) room on
+    # a loaded 2-core machine: at 25 s it once timed out in CI instead of being measured over budget
+    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "budget", shakespeare_512, budget=10,
+                                timeout=BUDGET_TIMEOUT)
 
 
 def both(*edits):
@@ -313,7 +319,7 @@ TRAIN_ON_AFTER_THE_HANDOFF = """
 BUDGET = {
     "a clock slowed 1.2x": (slowed_clock(1.2), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
     "a clock slowed 1.8x": (slowed_clock(1.8), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
-    "a clock slowed 20x": (slowed_clock(20), Outcome("crash", "timed out after 25 s")),
+    "a clock slowed 20x": (slowed_clock(20), Outcome("crash", f"timed out after {BUDGET_TIMEOUT} s")),
     "work moved into an untimed first step": (  # the template times an eager first step: this run does not
         both(replace("UNTIMED_STEPS = 1 if COMPILE else 0", "UNTIMED_STEPS = 1"),
              replace("        for _ in range(grad_accum_steps):",

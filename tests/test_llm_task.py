@@ -42,9 +42,11 @@ def test_short_budget_experiment_end_to_end(tmp_path, shakespeare_512):
     assert re.search(r"device cpu \| (fp32|bf16) \| SDPA", lines_text) and "step 0000" in lines_text
     for key in SUMMARY_KEYS:
         assert key in result.metrics
-    assert result.metrics["depth"] == 4 and result.metrics["num_steps"] >= 2
+    assert result.metrics["depth"] == 4 and result.metrics["num_steps"] >= 1
     assert 0 < result.metric < uniform_bpb(shakespeare_512)
-    assert result.metrics["training_seconds"] >= 3
+    last_step = float(re.findall(r"dt (\d+)ms", lines_text)[-1]) / 1000
+    # it stopped once the budget's end was nearer than half a step: not before that, never a whole step past
+    assert 3 - last_step / 2 <= result.metrics["training_seconds"] < 3 + last_step / 2 + 0.1
 
 
 def test_presets_apply_to_train_py(tmp_path):
@@ -193,13 +195,21 @@ print("loss", abs(fused_loss - plain_loss).item())
 print("grad", max(((fused[n] - plain[n]).abs().max() / plain[n].abs().max()).item() for n in plain))
 
 train.USE_BF16 = False  # fp32 here: a CPU with bf16 units would orthogonalise in bf16
-G = torch.randn(3, 64, 192)
-a, b, c = 3.4445, -4.7750, 2.0315
-X = G.mT / (G.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-for _ in range(5):
-    A = X @ X.mT
-    X = a * X + (b * A + c * A @ A) @ X
-print("newton-schulz", (train.newton_schulz_orthogonalize(G) - X.mT).abs().max().item())
+
+
+def written_out(G):
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G / (G.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(5):
+        A = X @ X.mT
+        X = a * X + (b * A + c * A @ A) @ X
+    return X
+
+
+# wide and tall by 4x (an MLP's matrices: the Gram form), wide by 1.25x and square (the plain iteration)
+shapes = [(3, 64, 256), (3, 256, 64), (2, 64, 80), (2, 64, 64)]
+print("newton-schulz", max((train.newton_schulz_orthogonalize(G) - written_out(G)).abs().max().item()
+                           for G in (torch.randn(*shape) for shape in shapes)))
 '''
 
 

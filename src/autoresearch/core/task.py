@@ -79,7 +79,9 @@ class EvaluationSettings:
     timeout: float = 0.0  # seconds; 0 = the budget's timeout
     private: list[str] = field(default_factory=list)  # workspace files only the evaluation may read
     held_out: list[str] = field(default_factory=list)  # files only a verification's evaluation may read (test split)
-    early_start: bool = False  # the command waits for the harness's `go` (run/evaluation.py): start it at the handoff
+    # the command waits for the harness's word (run/evaluation.py): start it with the run ("run") or at the
+    # handoff (true); false: after the run
+    early_start: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -303,8 +305,8 @@ def _evaluation(table: dict, source: str) -> EvaluationSettings:
             raise ConfigError(f"{source}: [evaluation] {name} must be a list of file names inside the workspace")
     if not isinstance(settings.timeout, (int, float)) or settings.timeout < 0:
         raise ConfigError(f"{source}: [evaluation] timeout must be a number of seconds >= 0")
-    if not isinstance(settings.early_start, bool):
-        raise ConfigError(f"{source}: [evaluation] early_start must be true or false")
+    if not isinstance(settings.early_start, bool) and settings.early_start != "run":
+        raise ConfigError(f'{source}: [evaluation] early_start must be "run", true or false')
     return settings
 
 

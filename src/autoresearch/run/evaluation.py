@@ -1,13 +1,19 @@
 """Evaluation: the trusted scoring of a handed-off model, in a sandbox that alone sees the validation data.
 
 It can start early. Where the task's evaluation waits for the harness's word (`[evaluation]
-early_start = true`, as the llm template's prepare.py does) and the training sandbox keeps the
-frozen files read-only (so the code the evaluation imports is the frozen code), its process
-starts the moment training hands off: its start-up (Python, torch, its imports) overlaps the
-training process's export and exit. It reads nothing of the model until the harness writes `go`
-on a pipe (its number in AUTORESEARCH_EVAL_GATE_FD), which happens only once the training process
-is gone and the run passed its checks, so a model changed after its handoff is never read. When
-the run fails instead, the pipe closes without `go` and the evaluation exits having read nothing.
+early_start`, as the llm template's prepare.py does) and the training sandbox keeps the frozen
+files read-only (so the code the evaluation imports is the frozen code), its process starts
+before it is needed, so that its start-up runs on a core the training leaves idle:
+
+    early_start = "run"      with the training process: Python and torch load while train.py
+                             starts (single-threaded), the evaluator's own imports once the harness
+                             writes `handoff` (while the model is exported), the model after `go`
+    early_start = true       at the handoff: its whole start-up overlaps the export and exit
+
+Words come on a pipe (its number in AUTORESEARCH_EVAL_GATE_FD), one a line, in this order:
+`handoff` when training hands off, `go` only once the training process is gone and the run
+passed its checks, so a model changed after its handoff is never read. When the run fails
+instead, the pipe closes without `go` and the evaluation exits having read nothing.
 """
 
 from __future__ import annotations
@@ -39,44 +45,80 @@ class Evaluation:
     scores: dict = field(default_factory=dict)  # its whole summary block, with the wall time it added
 
 
+_gate = None  # the evaluation's side: the gate's read end, once opened
+_heard: set[str] = set()  # the words read from it so far
+
+
+def wait_for(word: str) -> None:
+    """The evaluation's side: one started early blocks here until the harness has said `word`
+    ("handoff", or "go", which comes after it); without `go` the process exits having read
+    nothing. Returns at once when not started early."""
+    global _gate
+    if _gate is None:
+        fd = os.environ.pop(GATE, None)
+        if not fd:
+            return
+        try:
+            _gate = os.fdopen(int(fd), "rb")
+        except (OSError, ValueError):
+            raise SystemExit(CANCELLED_EXIT) from None
+    while word not in _heard and "go" not in _heard:  # `go` says everything before it too
+        try:
+            line = _gate.readline()
+        except (OSError, ValueError):
+            line = b""
+        if not line:  # the harness closed the gate without `go`: the run failed
+            raise SystemExit(CANCELLED_EXIT)
+        _heard.add(line.strip().decode(errors="replace"))
+
+
 def wait_for_go() -> None:
-    """The evaluation's side: one started early blocks here until the harness says `go`; without
-    it (the run failed) the process exits having read nothing. Returns at once otherwise."""
-    fd = os.environ.pop(GATE, None)
-    if not fd:
-        return
-    try:
-        with os.fdopen(int(fd), "rb") as gate:
-            word = gate.readline().strip()
-    except (OSError, ValueError):
-        word = b""
-    if word != b"go":
-        raise SystemExit(CANCELLED_EXIT)
+    """Until the run has ended and passed its checks (see wait_for)."""
+    wait_for("go")
 
 
-def can_start_early(task: Task, sandbox: Sandbox) -> bool:
-    return task.evaluation.early_start and sandbox.isolates
+def early_start_point(task: Task, sandbox: Sandbox) -> str:
+    """When this task's evaluation may start: "run", "handoff", or "" (after the run)."""
+    if not sandbox.isolates:
+        return ""
+    setting = task.evaluation.early_start
+    return "handoff" if setting is True else setting or ""
 
 
 class Evaluator:
-    """One run's evaluation process: started early (from the harness clock's thread, at the
-    handoff) or when its result is asked for, and cancelled if the run fails first."""
+    """One run's evaluation process: started early (with the training process, or from the
+    harness clock's thread at the handoff) or when its result is asked for, and cancelled if the
+    run fails first."""
 
-    def __init__(self, make_command: Callable[[], Command], wait_bound: float = 0.0):
+    def __init__(self, make_command: Callable[[], Command], wait_bound: float = 0.0, start_at: str = ""):
         self._make_command = make_command
         self._wait_bound = wait_bound  # the longest it may wait at its gate (the training's timeout)
+        self._start_at = start_at  # "run", "handoff" or "" (see early_start_point)
         self._gate: _Gate | None = None
-        self._lock = threading.Lock()  # start_early runs on the clock's thread
+        self._lock = threading.Lock()  # handed_off runs on the clock's thread
         self._settled = False  # run() or cancel() came first: too late to start early
 
-    def start_early(self) -> None:
+    def run_started(self) -> None:
+        """The training process is about to start."""
+        if self._start_at == "run":
+            self._start_early()
+
+    def handed_off(self) -> None:
+        """Training handed its model off (called from the clock's thread)."""
+        if self._start_at == "handoff":
+            self._start_early()
+        with self._lock:
+            if self._gate is not None and not self._settled:
+                self._gate.tell("handoff")
+
+    def _start_early(self) -> None:
         with self._lock:
             if self._gate is not None or self._settled:
                 return
             try:  # its timeout counts its work after the gate, not the wait for the training to end
                 command = self._make_command()
                 self._gate = _Gate(replace(command, timeout=command.timeout + self._wait_bound))
-            except Exception:  # noqa: BLE001 - on the clock's thread: it must go on; it starts when asked for
+            except Exception:  # noqa: BLE001 - possibly on the clock's thread: it must go on; it starts when asked for
                 self._gate = None
 
     def run(self) -> tuple[RunResult, float]:
@@ -132,12 +174,15 @@ class _Gate:
         if fd >= 0:
             os.close(fd)
 
+    def tell(self, word: str) -> None:
+        """One word through the gate (an evaluation that already ended cannot hear it: its log says why)."""
+        if self._write >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._write, word.encode() + b"\n")
+
     def open(self) -> tuple[RunResult, float]:
         opened, self._opened = time.monotonic(), True
-        try:
-            os.write(self._write, b"go\n")
-        except OSError:  # the evaluation already ended (it failed while starting): its log says why
-            pass
+        self.tell("go")
         self._close_write()
         self._thread.join()
         return self._result, time.monotonic() - opened

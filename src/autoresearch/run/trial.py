@@ -36,7 +36,7 @@ from autoresearch.core.summary import metric_value, pattern_failure, read_metric
 from autoresearch.core.task import Task
 from autoresearch.propose.knobs import KnobError, flag_values
 from autoresearch.run.clock import ClockChannel, Timeline
-from autoresearch.run.evaluation import GATE, Evaluation, Evaluator, can_start_early, interpret
+from autoresearch.run.evaluation import GATE, Evaluation, Evaluator, early_start_point, interpret
 from autoresearch.run.process import (
     RUN_MARKER,
     Command,
@@ -112,15 +112,16 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     except KnobError as exc:  # the candidate's knob file cannot give the command its flags
         return TrialResult.never_ran(spec.paths.log, str(exc))
     trusted = bool(spec.task.evaluation.command)
-    evaluator = Evaluator(lambda: evaluation_command(spec, sandbox, marker), wait_bound=spec.task.budget.timeout)
-    early = evaluator.start_early if trusted and can_start_early(spec.task, sandbox) else None
+    evaluator = Evaluator(lambda: evaluation_command(spec, sandbox, marker), wait_bound=spec.task.budget.timeout,
+                          start_at=early_start_point(spec.task, sandbox) if trusted else "")
     try:
         _fresh_dirs(spec)
         # in a sandbox the repository (.git) is read-only in the checkout: its refs cannot change
         guard_refs = spec.guard_refs and not sandbox.isolates
         before = _Before(frozen_hashes(spec.checkout, spec.task),
                          gitops.ref_snapshot(spec.checkout.root, spec.coordinator_refs) if guard_refs else None)
-        run, timeline = train(spec, sandbox, marker, argv, on_line, on_handoff=early)
+        evaluator.run_started()
+        run, timeline = train(spec, sandbox, marker, argv, on_line, on_handoff=evaluator.handed_off)
         task = spec.task
         summary = read_metrics(spec.paths.log.read_text(errors="replace"), task.metric, task.metric_pattern,
                                task.extra_patterns)

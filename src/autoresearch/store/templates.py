@@ -93,7 +93,7 @@ eval_tokens = {int(data['eval_tokens'])}   # 0 = score every validation token
 
 [evaluation]   # the trusted evaluation: val_bpb comes from here, never from what train.py prints
 command = ["{{python}}", "-P", "prepare.py", "evaluate", "{{handoff}}"]
-early_start = true   # prepare.py waits for the harness's word: its start-up overlaps the end of training
+early_start = "run"   # prepare.py waits for the harness's word: its start-up overlaps train.py's and the export
 
 [sandbox]   # kind: auto (bubblewrap when installed) | bwrap (required) | none
 kind = "auto"

@@ -228,15 +228,19 @@ def evaluate_handoff(handoff):
     """The harness's trusted evaluation of a handed-off model: `python prepare.py evaluate DIR`.
     Prints a summary block with val_bpb, or a line `invalid: why` and exits 3."""
     import secrets
-    from autoresearch.run.handoff import HandoffError, causality_violation, load_model
     try:
-        from autoresearch.run.evaluation import wait_for_go
+        from autoresearch.run.evaluation import wait_for
     except ImportError:  # an older harness never starts an evaluation early; if one did, read nothing
-        def wait_for_go():
+        def wait_for(word):
             if os.environ.get("AUTORESEARCH_EVAL_GATE_FD"):
                 sys.exit(4)
-    torch.ones(64, 64) @ torch.ones(64, 64)  # the thread pool and matmul kernels start while training ends
-    wait_for_go()  # started early: nothing of the model is read before the run has ended and passed its checks
+    torch.ones(64, 64) @ torch.ones(64, 64)  # the thread pool and matmul kernels start while train.py does
+    # Started with the run, this process loads Python and torch while train.py starts up on one core, the
+    # evaluator's own modules (torch.export's, ~1.3 s) while the model is exported, and the model after `go`:
+    # nothing of it is read before the run has ended and passed its checks.
+    wait_for("handoff")
+    from autoresearch.run.handoff import HandoffError, causality_violation, load_model
+    wait_for("go")
     # the device kind train.py picked (the graph may carry device constants of it)
     device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
     try:

@@ -371,10 +371,29 @@ def newton_schulz_orthogonalize(G, steps=5):
     if tall:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    for _ in range(steps):  # X <- aX + (bA + cA^2)X with A = XX^T, the scalings inside the matmuls
-        A = torch.bmm(X, X.mT)
-        X = torch.baddbmm(X, torch.baddbmm(A, A, A, beta=b, alpha=c), X, beta=a)
+    if X.dtype == torch.float32 and X.size(-1) > 1.5 * X.size(-2):
+        X = gram_newton_schulz(X, steps, a, b, c)
+    else:
+        for _ in range(steps):  # X <- aX + (bA + cA^2)X with A = XX^T, the scalings inside the matmuls
+            A = torch.bmm(X, X.mT)
+            X = torch.baddbmm(X, torch.baddbmm(A, A, A, beta=b, alpha=c), X, beta=a)
     return (X.mT if tall else X).to(G.dtype)
+
+
+def gram_newton_schulz(X, steps, a, b, c):
+    """The same iteration for a wide X [n, m, k] (k > 1.5m) on the small side: with Q = aI + bA + cA^2,
+    X <- QX is X = PX0 with P <- QP, and A = XX^T <- QAQ = Q^2 A (all polynomials of X0X0^T commute).
+    2m^2k + 17m^3 multiply-adds instead of 5(2m^2k + m^3): 44 % fewer for an MLP matrix (k = 4m).
+    fp32 only: P gathers rounding error that bf16 would not keep small."""
+    A = torch.bmm(X, X.mT)
+    P = None
+    for i in range(steps):
+        Q = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        Q.diagonal(dim1=-2, dim2=-1).add_(a)
+        P = Q if P is None else torch.bmm(Q, P)
+        if i < steps - 1:
+            A = torch.bmm(Q, torch.bmm(Q, A))
+    return torch.bmm(P, X)
 
 
 class Muon(torch.optim.Optimizer):
@@ -467,7 +486,7 @@ def main():
         if DEVICE.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
+        progress_before = progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
         lrm = lr_multiplier(progress)
         for opt in optimizers:
             for group in opt.param_groups:
@@ -494,13 +513,16 @@ def main():
         smooth_loss = train_loss if smooth_loss is None else 0.9 * smooth_loss + 0.1 * train_loss
         progress = budget_progress(training_seconds, tokens, tokens * flops_per_token)
         now = time.time()
-        if now - last_print >= 1.0 or progress >= 1.0:
+        # stop once the budget's end is nearer than half a step: on average every run then trains its
+        # budget, whatever its step size (stopping past the end would give it half a step more)
+        done = step > UNTIMED_STEPS and progress + (progress - progress_before) / 2 >= 1.0
+        if now - last_print >= 1.0 or done:
             last_print = now
             tok_per_sec = timed_tokens / training_seconds if training_seconds else tokens_per_step / dt
             mfu = 100 * tok_per_sec * flops_per_token / peak_flops if peak_flops else 0.0
             print(f"step {step:05d} ({100 * min(progress, 1.0):5.1f}%) | loss {smooth_loss:.4f} | lrm {lrm:.2f} | "
                   f"dt {dt * 1000:.0f}ms | tok/s {tok_per_sec:,.0f} | mfu {mfu:.1f}% | epoch {epoch}", flush=True)
-        if step > UNTIMED_STEPS and progress >= 1.0:
+        if done:
             break
 
     model.eval()

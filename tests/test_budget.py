@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 
-from autoresearch.core.budget import measure, over_budget, warmup_bound
+from conftest import git
+
+from autoresearch.core.budget import measure, over_budget, past_any_allowance, warmup_bound
 from autoresearch.run.clock import ClockChannel, Timeline
+from autoresearch.store.templates import init_workspace
+from autoresearch.study.manual import run_experiment
 
 
 def _timeline(batches: list[float], steps: list[float] = (), handoff: float | None = None, ended: float = 0.0,
@@ -99,6 +104,44 @@ def test_training_after_the_handoff_and_a_token_budget():
     assert "tokens served by the harness's count" in over_budget(tokens, "tokens", 60_000, None)
 
 
+def _seen_until(timeline: Timeline, now: float) -> Timeline:
+    """What the harness had stamped by `now` of a run still training."""
+    return Timeline(started=timeline.started, batches=[b for b in timeline.batches if b[0] <= now],
+                    steps=[t for t in timeline.steps if t <= now])
+
+
+def _first_stop(timeline: Timeline, kind: str, value: float, until: float) -> tuple[float, str]:
+    """The first tick (every 0.2 s, as the watchdog asks) at which the live rule stops the run."""
+    for i in range(int(until / 0.2) + 1):
+        now = i * 0.2
+        reason = past_any_allowance(_seen_until(timeline, now), now, kind, value)
+        if reason:
+            return now, reason
+    return float("inf"), ""
+
+
+def test_the_live_rule_never_stops_an_honest_run_and_stops_a_slow_clock_early():
+    compiled = [0.0] + _steady(30.0, 61.2, 0.3)  # 30 s compiling the first step, then a step past the budget
+    honest = _timeline(compiled, compiled[::4])
+    assert _first_stop(honest, "seconds", 60, until=91.4) == (float("inf"), "")
+    long_steps = _steady(0.0, 64.0, 0.4)  # steps of 8 s (20 batches): half a step over, and its first one slow
+    assert _first_stop(_timeline(long_steps, [0.0, 10.0] + long_steps[40::20]), "seconds", 60, until=64.0)[1] == ""
+    slowed = _steady(0.0, 300.0, 0.3)  # a clock slowed 5x would train 300 s for its 60 s
+    at, reason = _first_stop(_timeline(slowed, slowed[::4]), "seconds", 60, until=300.0)
+    # stopped past the widest allowance (60 + 2 x 3 steps of 1.2 s + 3 s) and its margin (6 s), not at its timeout
+    assert 76.2 <= at <= 77.0, at
+    assert reason.startswith("over budget: 76.") and "for a 60 s budget (stopped by the harness past 76.2 s" in reason
+    handed_off = _timeline(slowed, slowed[::4], handoff=60.0)  # after its handoff a run is never stopped by this rule
+    assert past_any_allowance(handed_off, 100.0, "seconds", 60) == ""
+
+
+def test_the_live_rule_counts_served_tokens_for_a_token_budget():
+    batches = _steady(0.0, 30.0, 0.5)  # 4,096 tokens a batch, a step of two
+    at, reason = _first_stop(_timeline(batches, batches[::2], tokens=4096), "tokens", 80_000, until=30.0)
+    # 80,000 x 1.15 + 6 steps of 8,192 = 141,152 tokens: the 35th batch (143,360) is past it
+    assert abs(at - 17.0) < 1e-9 and reason.startswith("over budget: 143,360 tokens served"), (at, reason)
+
+
 def test_a_run_without_the_frozen_loader_gets_wall_time_less_start_up():
     quick = measure(Timeline(started=0.0, ended=14.0), startup_seconds=10)
     assert quick.source == "wall" and quick.training_seconds == 4.0 and over_budget(quick, "seconds", 5, None) == ""
@@ -115,3 +158,30 @@ def test_the_clock_does_not_wait_for_children_that_keep_the_channel_open():
     started = time.monotonic()
     clock.finish()  # a daemonised child still holds the write end: the reader stops anyway
     assert time.monotonic() - started < 2
+
+
+IGNORES_ITS_BUDGET = '''
+import time
+from autoresearch.run.clock import tell
+for i in range(400):  # 40 s of training through the harness's clock, whatever the budget says
+    tell("batch", 512)
+    if i % 2 == 0:
+        tell("step")
+    time.sleep(0.1)
+'''
+
+
+def test_the_harness_stops_a_run_past_its_budget_instead_of_waiting_for_its_timeout(tmp_path):
+    ws = init_workspace(tmp_path / "ws", template="tiny", tag="live")
+    (ws / "train.py").write_text(IGNORES_ITS_BUDGET)
+    toml = ws / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace("value = 10", "value = 3").replace("timeout = 60", "timeout = 50"))
+    git(ws, "commit", "-qam", "a run that trains on past its 3 s budget")
+    started = time.monotonic()
+    result = run_experiment(ws, "baseline")
+    # the widest allowance (3 s + 6 steps of 0.2 s + 1 s) and the margin (2 s): stopped after ~7.2 s of training
+    assert time.monotonic() - started < 25, "it ran towards its 50 s timeout"
+    assert result.status == "crash" and re.match(r"over budget: 7\.\d s of training by the harness clock for a 3 s "
+                                                 r"budget \(stopped by the harness past 7\.2 s", result.reason), result.reason
+    assert "[autoresearch] killed: over budget" in result.log_path.read_text()
+    assert "[over budget]" in (ws / "results.tsv").read_text().splitlines()[-1]

@@ -279,15 +279,11 @@ def test_model_fault(llm_ws, name):
 # ---------------------------------------------------------------------------
 # Budget cheats: the harness's clock, not the run's, says how long it trained (a 10 s budget)
 
-BUDGET_TIMEOUT = 40
-
-
 @pytest.fixture(scope="module")
 def budget_ws(tmp_path_factory, shakespeare_512):
     # the hard timeout leaves the 1.8x clock (18 s of training, start-up and export beside it) room on
     # a loaded 2-core machine: at 25 s it once timed out in CI instead of being measured over budget
-    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "budget", shakespeare_512, budget=10,
-                                timeout=BUDGET_TIMEOUT)
+    return _micro_llm_workspace(tmp_path_factory.mktemp("catalog") / "budget", shakespeare_512, budget=10, timeout=40)
 
 
 def both(*edits):
@@ -319,7 +315,8 @@ TRAIN_ON_AFTER_THE_HANDOFF = """
 BUDGET = {
     "a clock slowed 1.2x": (slowed_clock(1.2), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
     "a clock slowed 1.8x": (slowed_clock(1.8), Outcome("crash", r"over budget: 1\d\.\d s of training by the harness clock")),
-    "a clock slowed 20x": (slowed_clock(20), Outcome("crash", f"timed out after {BUDGET_TIMEOUT} s")),
+    "a clock slowed 20x": (slowed_clock(20), Outcome(  # 200 s of training: stopped long before its timeout
+        "crash", r"over budget: \d+\.\d s of training by the harness clock for a 10 s budget \(stopped by the harness")),
     "work moved into an untimed first step": (  # the template times an eager first step: this run does not
         both(replace("UNTIMED_STEPS = 1 if COMPILE else 0", "UNTIMED_STEPS = 1"),
              replace("        for _ in range(grad_accum_steps):",
@@ -340,8 +337,8 @@ BUDGET = {
 def test_budget_cheat(budget_ws, name):
     edit, expected = BUDGET[name]
     result = _run_variant(budget_ws, name, edit, expected)
-    assert result.metrics.get("harness_training_seconds") is not None or "timed out" in result.reason
-    assert "[over budget]" in (budget_ws / "results.tsv").read_text().splitlines()[-1] or "timed out" in result.reason
+    assert result.metrics.get("harness_training_seconds") is not None
+    assert "[over budget]" in (budget_ws / "results.tsv").read_text().splitlines()[-1]
 
 
 def test_an_honest_run_is_not_over_budget_and_both_clocks_are_recorded(budget_ws):

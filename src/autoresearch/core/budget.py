@@ -11,18 +11,22 @@ never handed off trains until its process ends.
 last one, which ends past the budget; each counts at most three times the run's median step, so
 work moved into the first step or a last step of its own counts. The warm-up is not counted up
 to the bound (what the baseline needed, twice, at least 5 s; or `[budget] warmup_seconds`).
+
+`past_any_allowance` is the same measure taken while a run still trains: once it is past anything
+its budget could allow it, by a margin, the harness stops it there rather than at its timeout.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 OVER_BUDGET = "over budget"  # how every reason of this kind begins (the trial's and this module's)
 SLOW = 4.0  # a batch interval this many times the steady one is warm-up, not training
 TOLERANCE_S, TOLERANCE_SHARE = 1.0, 0.05
 STEP_LIMIT = 3.0  # the first and the last step are allowed up to this many median steps
 WARMUP_FLOOR_S = 5.0
+LIVE_MARGIN_S, LIVE_MARGIN_SHARE = 2.0, 0.10  # beyond the widest allowance before a training run is stopped
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,28 @@ def over_budget(reading: BudgetReading, kind: str, value: float, bound: float | 
     beyond = f", {excess:.1f} s more warm-up than the {bound:.1f} s bound" if excess > 0 else ""
     return (f"over budget: {training:.1f} s of training by the harness clock for a {value:g} s budget "
             f"(allowed {allowed:.1f} s{counted}{beyond})")
+
+
+def past_any_allowance(timeline, now: float, kind: str, value: float) -> str:
+    """Why a run that has not handed off yet is already past anything its budget could allow it,
+    or "". Lenient on purpose, so that no honest run is stopped: all its warm-up so far is left
+    out, both of its extra steps count at their limit, and a margin of max(2 s, 10 %) comes on top;
+    the verdict after the run (`over_budget`) stays the one that decides."""
+    if timeline.handoff is not None or not timeline.batches or kind not in ("seconds", "tokens"):
+        return ""
+    if kind == "seconds" and now - timeline.batches[0][0] <= value:  # too early to be over: nothing to measure
+        return ""
+    reading = measure(replace(timeline, ended=now, batches=list(timeline.batches), steps=list(timeline.steps)), 0.0)
+    if kind == "tokens":
+        ceiling = value * (1 + TOLERANCE_SHARE + LIVE_MARGIN_SHARE) + 2 * STEP_LIMIT * reading.step_tokens
+        if reading.tokens <= ceiling:
+            return ""
+        return (f"over budget: {reading.tokens:,} tokens served by the harness's count for a {value:,.0f}-token "
+                f"budget (stopped by the harness past {ceiling:,.0f}, more than any run of its steps is allowed)")
+    training = reading.training_seconds - reading.warmup_seconds
+    ceiling = (value + 2 * STEP_LIMIT * reading.step_seconds + max(TOLERANCE_S, TOLERANCE_SHARE * value)
+               + max(LIVE_MARGIN_S, LIVE_MARGIN_SHARE * value))
+    if training <= ceiling:
+        return ""
+    return (f"over budget: {training:.1f} s of training by the harness clock for a {value:g} s budget "
+            f"(stopped by the harness past {ceiling:.1f} s, more than any run of its pace is allowed)")

@@ -33,7 +33,7 @@ class RunResult:
     timed_out: bool
     log_path: Path
     log_truncated: bool
-    killed_for: str = ""  # "" or why the harness stopped it early: a memory or process limit
+    killed_for: str = ""  # "" or why the harness stopped it early: a memory or process limit, its `stop_check`
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Command:
     max_log_bytes: int = MAX_LOG_BYTES
     find_strays: bool = True  # look for children that left the process group (a PID namespace kills them itself)
     pass_fds: tuple[int, ...] = ()  # file descriptors the command inherits (the harness clock's channel)
+    stop_check: Callable[[], str] | None = None  # asked by the watchdog: a reason stops the run (the live budget)
 
 
 def run_command(command: Command, on_line: Callable[[str], None] | None = None,
@@ -88,7 +89,7 @@ def run_command(command: Command, on_line: Callable[[str], None] | None = None,
         return RunResult(exit_code=127, wall_seconds=0.0, timed_out=False, log_path=log_path, log_truncated=False)
     if on_start is not None:
         on_start(proc.pid)
-    watchdog = Watchdog(proc, command.limits)
+    watchdog = Watchdog(proc, command.limits, command.stop_check)
     watchdog.start()
     truncated = threading.Event()
     reader = threading.Thread(target=_copy_output, args=(proc.stdout, log_path, command.max_log_bytes, on_line,
@@ -143,29 +144,40 @@ def _rlimits(limits: Limits):
 
 class Watchdog(threading.Thread):
     """Polls the run's processes (the leader and its descendants) and kills them all when their
-    resident memory or their number passes the limits."""
+    resident memory or their number passes the limits, or when `stop_check` gives a reason."""
     interval = 0.2
 
-    def __init__(self, proc: subprocess.Popen, limits: Limits):
+    def __init__(self, proc: subprocess.Popen, limits: Limits, stop_check: Callable[[], str] | None = None):
         super().__init__(daemon=True)
-        self.proc, self.limits = proc, limits
+        self.proc, self.limits, self.stop_check = proc, limits, stop_check
         self.killed_for = ""
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        if not (self.limits.memory_bytes or self.limits.max_processes) or not Path("/proc").is_dir():
+        watch_processes = bool(self.limits.memory_bytes or self.limits.max_processes) and Path("/proc").is_dir()
+        if not (watch_processes or self.stop_check):
             return
         while not self._stop_event.wait(self.interval):
-            pids = run_processes(self.proc.pid)
-            if self.limits.max_processes and len(pids) > self.limits.max_processes:
-                self.killed_for = f"more than {self.limits.max_processes} processes"
-            elif self.limits.memory_bytes and _resident_bytes(pids) > self.limits.memory_bytes:
-                self.killed_for = f"out of memory: over the {self.limits.memory_bytes / 2**30:.1f} GB limit"
+            pids = run_processes(self.proc.pid) if watch_processes else {self.proc.pid}
+            self.killed_for = self._stop_check() or (self._over_limits(pids) if watch_processes else "")
             if self.killed_for:
                 _kill_group(self.proc, grace=0.0)
                 for pid in pids:
                     _kill_pid(pid)
                 return
+
+    def _stop_check(self) -> str:
+        try:
+            return self.stop_check() if self.stop_check else ""
+        except Exception:  # noqa: BLE001 - a check that fails stops nothing; the limits still hold
+            return ""
+
+    def _over_limits(self, pids: set[int]) -> str:
+        if self.limits.max_processes and len(pids) > self.limits.max_processes:
+            return f"more than {self.limits.max_processes} processes"
+        if self.limits.memory_bytes and _resident_bytes(pids) > self.limits.memory_bytes:
+            return f"out of memory: over the {self.limits.memory_bytes / 2**30:.1f} GB limit"
+        return ""
 
     def stop(self) -> None:
         self._stop_event.set()

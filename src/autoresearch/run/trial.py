@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.core.budget import BudgetReading, measure, wall_parts
+from autoresearch.core.budget import BudgetReading, measure, past_any_allowance, wall_parts
 from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import directory_sha256, file_sha256
 from autoresearch.core.summary import metric_value, pattern_failure, read_metrics
@@ -173,8 +173,10 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line
                     bind_files={**_data_files(data, hide=("val", "test") if trusted else ("test",)), **private},
                     writable=(paths.scratch, paths.handoff, ws.cache_dir), network=task.sandbox.network,
                     workdir_writable=True, protected=tuple(p for p in (ws.root / ".git", *frozen) if p.exists()))
-    command = Command(sandbox.wrap(argv, policy), ws.root, paths.log, task.budget.timeout, env=env,
-                      limits=_limits(task), find_strays=not sandbox.isolates, pass_fds=(clock.child_fd,))
+    budget = task.budget  # a run past anything its budget could allow is stopped there, not at its timeout
+    over = lambda: past_any_allowance(clock.timeline, time.monotonic(), budget.kind, budget.value)  # noqa: E731
+    command = Command(sandbox.wrap(argv, policy), ws.root, paths.log, budget.timeout, env=env, limits=_limits(task),
+                      find_strays=not sandbox.isolates, pass_fds=(clock.child_fd,), stop_check=over)
     recorded = record_processes(paths.pgid, marker)
 
     def on_start(pgid: int) -> None:

@@ -193,6 +193,8 @@ plain_loss, plain = loss_and_grads(False)
 fused_loss, fused = loss_and_grads(True)
 print("loss", abs(fused_loss - plain_loss).item())
 print("grad", max(((fused[n] - plain[n]).abs().max() / plain[n].abs().max()).item() for n in plain))
+logits = torch.linspace(-300, 300, 100_001)  # the soft-cap through sigmoid is cap * tanh(logits / cap)
+print("soft-cap", (train.soft_cap(logits) - train.LOGIT_SOFTCAP * torch.tanh(logits / train.LOGIT_SOFTCAP)).abs().max().item())
 
 train.USE_BF16 = False  # fp32 here: a CPU with bf16 units would orthogonalise in bf16
 
@@ -216,10 +218,11 @@ print("newton-schulz", max((train.newton_schulz_orthogonalize(G) - written_out(G
 def test_hand_fused_training_and_newton_schulz_compute_what_the_plain_formulas_do(tmp_path, shakespeare_512):
     """Eager training's hand-fused functions (RMSNorm, RoPE, ReLU^2, and lm_head + soft-cap +
     cross-entropy over chunks of rows with ignored targets) give the plain formulas' loss and
-    every parameter's gradient; Muon's Newton-Schulz with the scalings inside the matmuls gives
+    every parameter's gradient; the soft-cap through sigmoid is cap * tanh(logits / cap); Muon's Newton-Schulz with the scalings inside the matmuls gives
     the written-out formula's result."""
     figures = _figures_of(FUSED, tmp_path, shakespeare_512)
     assert float(figures["loss"]) < 1e-5 and float(figures["grad"]) < 1e-4
+    assert float(figures["soft-cap"]) < 1e-5  # of logits capped at +-15: rounding only
     assert figures["fused-backward"].startswith("CappedCrossEntropy")
     assert figures["plain-backward"] != figures["fused-backward"]
     assert float(figures["newton-schulz"]) < 1e-4

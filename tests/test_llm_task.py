@@ -218,8 +218,8 @@ print("newton-schulz", max((train.newton_schulz_orthogonalize(G) - written_out(G
 def test_hand_fused_training_and_newton_schulz_compute_what_the_plain_formulas_do(tmp_path, shakespeare_512):
     """Eager training's hand-fused functions (RMSNorm, RoPE, ReLU^2, and lm_head + soft-cap +
     cross-entropy over chunks of rows with ignored targets) give the plain formulas' loss and
-    every parameter's gradient; the soft-cap through sigmoid is cap * tanh(logits / cap); Muon's Newton-Schulz with the scalings inside the matmuls gives
-    the written-out formula's result."""
+    every parameter's gradient; the soft-cap through sigmoid is cap * tanh(logits / cap); Muon's
+    Newton-Schulz with the scalings inside the matmuls gives the written-out formula's result."""
     figures = _figures_of(FUSED, tmp_path, shakespeare_512)
     assert float(figures["loss"]) < 1e-5 and float(figures["grad"]) < 1e-4
     assert float(figures["soft-cap"]) < 1e-5  # of logits capped at +-15: rounding only

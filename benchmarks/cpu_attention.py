@@ -1,7 +1,7 @@
 """Sliding-window attention on a CPU: which path train.py should take, measured side by side.
 
 For rows of the `cpu` preset's shape (heads of 64, windows of half the context as WINDOW_PATTERN's
-"S" layers have), in one process, alternating: SDPA causal (the full-context "L" layer, for
+"S" layers have), in one process, one path after the other: SDPA causal (the full-context "L" layer, for
 reference), SDPA with the window as a boolean mask (what train.py uses on a CPU), and FlexAttention
 compiled with the window as a block mask (what it uses on GPUs without FA3). Forward alone
 (inference) and forward + backward (training), milliseconds per call. FlexAttention's backward is
@@ -58,14 +58,12 @@ def measure(rows: int, length: int, repeats: int) -> None:
     print(f"\n{rows} rows x {length} tokens, {HEADS} heads of {HEAD_DIM}, window {window}, "
           f"{torch.get_num_threads()} threads (median ms of {repeats})")
     for name, attend in paths(length, window).items():
-        started = time.perf_counter()
         with torch.no_grad():
-            out = attend(q, k, v)
-        first = time.perf_counter() - started
-        with torch.no_grad():
+            started = time.perf_counter()
+            difference = (attend(q, k, v) - reference).abs().max().item()  # causal: how much the window matters
+            first = time.perf_counter() - started
             forward = milliseconds(lambda: attend(q, k, v), repeats)
         training = _forward_backward(attend, (q, k, v), grad, repeats)
-        difference = (out - reference).abs().max().item() if "window" in name else float("nan")
         print(f"  {name:32s} forward {forward:7.1f}   forward+backward {training:>10}   "
               f"first call {first:5.1f} s   max difference from the mask {difference:.1e}")
 
@@ -74,14 +72,15 @@ def _forward_backward(attend, tensors, grad, repeats: int) -> str:
     leaves = [t.clone().requires_grad_() for t in tensors]
     try:
         return f"{milliseconds(lambda: attend(*leaves).backward(grad), repeats):7.1f}"
-    except NotImplementedError as exc:
+    except NotImplementedError as exc:  # FlexAttention on a CPU (torch 2.13): the finding this prints
         print(f"    ({str(exc).splitlines()[0]})")
         return "none"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=16, help="rows of 256 tokens per call (the cpu preset's DEVICE_BATCH_SIZE); longer rows: as many tokens")
+    parser.add_argument("--rows", type=int, default=16,
+                        help="rows of 256 tokens per call (the cpu preset's DEVICE_BATCH_SIZE); longer rows: as many tokens")
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 """Judge: keep, discard or rerun a candidate against the incumbent, knowing the noise.
 
-Rule `noise` (the default): the baseline runs several times (3) so the run-to-run spread is
-known, and every later rerun refines it (pooled standard deviation of repeated runs of the same
+Rule `noise` (the default): the baseline runs several times (3), each on its own seed (the
+harness gives run k of every commit seed k), so the spread across seeds is known, and every
+later rerun refines it (pooled standard deviation of repeated runs of the same
 code; a candidate whose runs spread over 4 times as far as all the others' is unstable: it is left
 out of that noise and judged by its own spread instead). A candidate is kept only when its gain beats z times the standard deviation of the
 difference of the two means (and a floor); an apparent gain below that is the grey zone, where
@@ -75,13 +76,15 @@ def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
     unstable = f", its own {own:.6f}: unstable" if sigma and own != sigma else ""
     dof = n - 1 if unstable else evidence.dof  # its own spread is known from its own few runs only
     where = (f"gain {gain:+.6f} = {margin:+.1f} sd (sigma {sigma:.6f}{unstable}, {n} vs {len(evidence.incumbent)} runs)"
-             if margin is not None else f"gain {gain:+.6f} (no run-to-run noise measured)")
+             if margin is not None else f"gain {gain:+.6f} ({_no_noise(sigma)})")
     if evidence.change and settings.never_keep_seed_only:
         return Decision(Status.DISCARD, f"changes only {evidence.change.replace('-only', 's')}: never kept for its own sake; {where}", margin)
     z = t_quantile(settings.z, dof)  # a sigma from few runs is itself uncertain: demand more
     threshold = max(z * sd_diff if sd_diff else 0.0, settings.min_delta)
     if gain > threshold:
-        return Decision(Status.KEEP, f"{where} > {z:.2g} sd", margin)
+        # no margin in sd without a measured sd: then only the floor (min_delta) stood in the way
+        beaten = f"{z:.2g} sd" if sd_diff else f"the floor {settings.min_delta:g}"
+        return Decision(Status.KEEP, f"{where} > {beaten}", margin)
     simpler = evidence.lines_removed > evidence.lines_added
     if settings.prefer_simpler and simpler and sd_diff and gain >= -sd_diff:  # the original's simplicity criterion
         fewer = evidence.lines_removed - evidence.lines_added
@@ -91,6 +94,12 @@ def judge(task: Task, evidence: Evidence, failure: str = "") -> Decision:
             return Decision(Status.RERUN, f"grey zone: {where}", margin)
         return Decision(Status.DISCARD, f"within noise after {n} run{'s' * (n > 1)}: {where}", margin)
     return Decision(Status.DISCARD, f"not better: {where}", margin)
+
+
+def _no_noise(sigma: float | None) -> str:
+    if sigma is None:
+        return "no run-to-run noise measured yet"
+    return "runs on different seeds gave identical results: no noise"
 
 
 def t_quantile(z: float, dof: int) -> float:

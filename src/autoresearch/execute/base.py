@@ -31,6 +31,13 @@ class Job:
     commit: str
     log_path: Path  # where the run's log must end up in the workspace (its other files go beside it)
     score_test: bool = False  # a verification's run: the evaluation scores the held-out test split too
+    seed: int | None = None  # the harness's seed for this run (AUTORESEARCH_SEED); None: the run number
+
+    @property
+    def run_seed(self) -> int:
+        """Run k of every candidate gets seed k: repeats of one commit differ by their seed, and run k
+        of a candidate shares its seed with run k of the incumbent (common random numbers)."""
+        return self.run if self.seed is None else self.seed
 
 
 @dataclass

@@ -102,7 +102,7 @@ class LocalExecutor:
             # the whole workspace is hidden (its state, its copies of private files); the slot inside it is not
             spec = RunSpec(Workspace(slot.path), self.task, job.commit, RunPaths(job.log_path), env=slot.env,
                            hide=(self.workspace.root,), shared=shared, coordinator_refs=self.coordinator_refs,
-                           score_test=job.score_test)
+                           score_test=job.score_test, seed=job.run_seed)
             trial = run_trial(spec, on_line)
         except Exception as exc:  # a broken slot is a crashed run, never a dead coordinator
             trial = TrialResult.never_ran(job.log_path, f"slot {slot.name} could not run it: {type(exc).__name__}: {exc}")

@@ -72,7 +72,7 @@ class RayExecutor:
             while len(self._bundles) > 2 * self.capacity:
                 del self._bundles[next(iter(self._bundles))]  # the oldest
         work = WorkerJob(job.commit, self.data_dir, job.log_path.name, job.exp_id, job.run, secrets.token_hex(8),
-                         job.score_test, self.data_hashes)
+                         job.score_test, self.data_hashes, job.run_seed)
         ref = self._remote.remote(self._bundles[job.commit], work)
         self._pending[ref] = job
 
@@ -123,6 +123,7 @@ class WorkerJob:
     token: str  # tells this job's attempts apart on a node
     score_test: bool = False
     data_hashes: tuple[tuple[str, str], ...] = ()  # sha256 of each prepared data file on the head
+    seed: int | None = None  # the harness's seed for the run (Job.run_seed)
 
 
 def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
@@ -148,7 +149,7 @@ def _run_on_worker(bundle: bytes, work: WorkerJob) -> dict:
             if data is not None:
                 checkout.link_data(data)
             trial = run_trial(RunSpec(checkout, task, commit, paths, env=extra, guard_refs=False,
-                                      score_test=work.score_test))
+                                      score_test=work.score_test, seed=work.seed))
         except DataMismatch as exc:  # a crash that says why; never a run on other data
             trial = TrialResult.never_ran(paths.log, str(exc))
         log = paths.log.read_text(errors="replace") if paths.log.exists() else ""

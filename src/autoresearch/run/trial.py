@@ -51,6 +51,7 @@ from autoresearch.store import gitops
 from autoresearch.store.workspace import RunPaths, Workspace
 
 LOG_TAIL_LINES = 30
+SEED = "AUTORESEARCH_SEED"  # the run's seed, the harness's: the frozen loader's data order and train.py's initialisation
 SCORE_TEST = "AUTORESEARCH_SCORE_TEST"  # tells a verification's evaluation to score the test split too
 # glibc hands every large tensor's memory back to the OS and faults it in again on the next batch:
 # with these, training and evaluation keep it (the trusted evaluation of the cpu preset: 19.9 s ->
@@ -71,6 +72,7 @@ class RunSpec:
     guard_refs: bool = True  # compare git refs before and after; put back what the run changed
     coordinator_refs: tuple[str, ...] = ()  # ref prefixes a coordinator moves meanwhile: not the run's doing
     score_test: bool = False  # a verification: the evaluation also scores the held-out test split
+    seed: int | None = None  # the harness's seed (AUTORESEARCH_SEED): data order and initialisation; None: the task's own
 
 
 @dataclass
@@ -130,6 +132,8 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
         reading = measure(timeline, spec.task.budget.startup_seconds)
         summary.update(reading.as_metrics())  # beside what the run says of itself (training_seconds)
         summary.update(wall_parts(timeline))
+        if spec.seed is not None:
+            summary["seed"] = spec.seed  # the harness's, recorded with the run
         metric, invalid = metric_value(summary, spec.task.metric), False
         if trusted:
             metric, failure, invalid = _trusted_metric(spec, sandbox, summary, failure, evaluator)
@@ -165,7 +169,7 @@ def train(spec: RunSpec, sandbox: Sandbox, marker: str, argv: list[str], on_line
     clock = ClockChannel(on_handed_off=lambda: directory_sha256(paths.handoff), on_handoff=on_handoff)
     env = clean_environment({**_allocator(), **spec.env, RUN_MARKER: marker, **_data_env(data), **clock.env(),
                              "AUTORESEARCH_HANDOFF": str(paths.handoff), "AUTORESEARCH_SCRATCH": str(paths.scratch),
-                             "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
+                             **_seed_env(spec.seed), "TORCHINDUCTOR_CACHE_DIR": str(ws.cache_dir / "inductor"),
                              "TRITON_CACHE_DIR": str(ws.cache_dir / "triton")})
     private = _unseen(ws, [*task.evaluation.private, *task.evaluation.held_out])
     frozen = [ws.root / name for name in task.frozen]
@@ -312,6 +316,10 @@ def _machine_memory_gb() -> float:
 
 def _allocator() -> dict[str, str]:
     return {name: value for name, value in ALLOCATOR.items() if name not in os.environ}
+
+
+def _seed_env(seed: int | None) -> dict[str, str]:
+    return {SEED: str(seed)} if seed is not None else {}
 
 
 def _data_env(data: Path | None) -> dict[str, str]:

@@ -16,6 +16,7 @@ A verification record goes into the ledger; report and dashboard show it beside 
 from __future__ import annotations
 
 import math
+import secrets
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from autoresearch.store.workspace import Workspace
 from autoresearch.study.audit import audit
 
 Z_95 = 1.959964
+FRESH_SEEDS = 2**30  # a verification's seeds lie in [2^30, 2^31): never a study's (run k has seed k)
 
 
 class VerifyError(UserError):
@@ -131,18 +133,23 @@ class Verifier:
         return sides
 
     def _measure(self, ledger: Ledger, verification: int, sides: list[Side], branch: str) -> list[dict]:
-        """k rounds, every side once a round, in the same order: A B A B ..."""
+        """k rounds, every side once a round, in the same order: A B A B ... Each round on a fresh
+        seed that no study uses (study runs take seeds 1, 2, ...), the same for every side of it:
+        the sides differ by their code, the rounds by their seed."""
         runs, bound = [], warmup_bound(self.task.budget.warmup_seconds, ledger.baseline_warmups(branch))
+        first_seed = FRESH_SEEDS + secrets.randbelow(FRESH_SEEDS)
         for round_ in range(1, self.options.runs + 1):
             for side in sides:
-                runs.append(self._run_once(verification, side, len(runs) + 1, round_, bound))
+                runs.append(self._run_once(verification, side, len(runs) + 1, (round_, first_seed + round_), bound))
         return runs
 
-    def _run_once(self, verification: int, side: Side, number: int, round_: int, bound: float | None) -> dict:
+    def _run_once(self, verification: int, side: Side, number: int, round_seed: tuple[int, int],
+                  bound: float | None) -> dict:
+        round_, seed = round_seed
         log = self.ws.verify_dir(verification) / f"run{number:03d}.log"
         self.bus.publish(RunStarted(number, 1, f"verify {side.label} ({round_}/{self.options.runs})", side.commit))
         started = time.time()
-        self.executor.submit(Job(number, 1, side.commit, log, score_test=True))
+        self.executor.submit(Job(number, 1, side.commit, log, score_test=True, seed=seed))
         result = None
         while result is None:
             result = self.executor.next_result(timeout=1.0)
@@ -159,7 +166,7 @@ class Verifier:
         shown = f"{self.task.metric} {val:.6f}" + (f", test {test:.6f}" if isinstance(test, float) else "") \
             if val is not None else f"failed: {failure}"
         self.bus.publish(Note(f"verify run {number}: {side.label}, {shown}"))
-        return {"number": number, "label": side.label, "commit": side.commit, "started_at": started,
+        return {"number": number, "label": side.label, "commit": side.commit, "started_at": started, "seed": seed,
                 "val": val, "test": test if isinstance(test, float) else None, "failure": failure,
                 "log_path": self.ws.relative(log)}
 

@@ -42,6 +42,10 @@ BUDGET_KIND = _CONFIG["budget"].get("kind", "seconds")  # seconds | tokens | flo
 BUDGET = float(_CONFIG["budget"]["value"])  # training budget in BUDGET_KIND units
 TIME_BUDGET = BUDGET if BUDGET_KIND == "seconds" else None
 DATA_DIR = Path(os.environ.get("AUTORESEARCH_DATA_DIR") or HERE / ".autoresearch" / "data")
+# The run's seed, given by the harness: each repeat of one commit gets its own, so the noise the judge
+# measures is what another seed would give. It orders the training data (make_dataloader) and seeds
+# train.py's initialisation; 42 when run by hand.
+SEED = int(os.environ.get("AUTORESEARCH_SEED") or 42)
 # Scoring batches on a CPU hold about this many tokens, so that each layer's activations stay in the
 # caches between operations (2-core EPYC, the cpu preset's model: 16.7k tokens/s in rows of 4 x 256,
 # 12.1k in the training's 16 x 256). Which tokens are scored, and how, does not depend on it.
@@ -86,13 +90,14 @@ def _tokens(split):
 # Training data: documents are packed back to back, each starting with BOS, so no token is
 # cropped away. Each epoch walks every row-sized window once, in a new random order.
 
-def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=0):
-    """Yields (inputs, targets, epoch) forever; inputs and targets are int64 [batch_size, seq_len]."""
+def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=None):
+    """Yields (inputs, targets, epoch) forever; inputs and targets are int64 [batch_size, seq_len].
+    The order follows the run's SEED (the harness's); a `seed` given here is mixed in, not instead."""
     tokens = _tokens("train")
     n_windows = (len(tokens) - 1) // seq_len
     if n_windows < batch_size:
         raise SystemExit(f"training split has {len(tokens)} tokens, too few for batches of {batch_size}x{seq_len}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(SEED if seed is None else [SEED, seed])
     pin = device.type == "cuda" if isinstance(device, torch.device) else str(device).startswith("cuda")
     leftover = (len(tokens) - 1) % seq_len  # tokens beyond the last whole window: room for a random phase
     epoch = 0

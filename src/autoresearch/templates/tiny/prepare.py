@@ -23,6 +23,9 @@ with open(HERE / "autoresearch.toml", "rb") as _f:
 BUDGET_KIND = _CONFIG["budget"].get("kind", "seconds")
 BUDGET = float(_CONFIG["budget"]["value"])
 VOCAB_SIZE = 256  # bytes
+# The run's seed, given by the harness (a new one for each repeat of a run); 42 when run by hand.
+# The counts do not depend on it: this task's runs are truly deterministic, its noise truly zero.
+SEED = int(os.environ.get("AUTORESEARCH_SEED") or 42)
 MAX_ORDER = 8
 
 # The held-out tail of the sonnets is its own file: under the harness, training runs cannot read it.

@@ -12,13 +12,12 @@ import time
 
 import numpy as np
 
-from prepare import BUDGET, context_ids, evaluate_bpb, train_bytes
+from prepare import BUDGET, SEED, context_ids, evaluate_bpb, train_bytes
 
 # ---------------------------------------------------------------------------
 # Hyperparameters. The "knob:" comments declare ranges for search tools.
 ORDER = 2                    # knob: int 0..5   bytes of context
 ALPHA = 1.0                  # knob: float 0.01..10.0 log  smoothing strength toward the lower order
-SEED = 42
 
 
 def fit(data):

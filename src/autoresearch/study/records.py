@@ -23,6 +23,9 @@ from autoresearch.store.ledger import Experiment, Ledger, Outcome, RunRecord, wr
 from autoresearch.store.workspace import RunPaths, Workspace
 
 
+SEEDS_PER_EXPERIMENT = 1000  # seeds k * 1000 + 1, ... belong to experiment k where its runs need seeds of their own
+
+
 @dataclass
 class Candidate:
     """An experiment while its runs come in."""
@@ -46,6 +49,12 @@ class Candidate:
     def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
         self.change = classify_change(self.diff)
         self.lines_added, self.lines_removed = change_size(self.diff)
+
+    def seed(self, run: int) -> int:
+        """The harness's seed of its run `run` (1, 2, ...): seed k for run k, so that run k of a candidate
+        and of its incumbent share a seed. A change of seeds or comments alone is pooled with its parent's
+        runs as the same code: its runs take seeds of their own, or they would repeat the parent's."""
+        return run if not self.change else SEEDS_PER_EXPERIMENT * self.exp_id + run
 
 
 def register(ws: Workspace, ledger: Ledger, exp_id: int, commit: str, against: Experiment | None) -> Candidate:

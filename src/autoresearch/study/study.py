@@ -442,7 +442,8 @@ class Study:
         self.flying[candidate.exp_id] = entry
         paths = next_run(self.ws, candidate)
         self.curves.started(candidate.exp_id, candidate.runs + 1)
-        self.executor.submit(Job(candidate.exp_id, candidate.runs + 1, candidate.commit, paths.log))
+        run = candidate.runs + 1
+        self.executor.submit(Job(candidate.exp_id, run, candidate.commit, paths.log, seed=candidate.seed(run)))
         self.bus.publish(RunStarted(candidate.exp_id, candidate.runs + 1, candidate.description, candidate.parent))
 
     def tell(self, result: JobResult) -> ExperimentResult | None:

@@ -106,3 +106,21 @@ def test_a_comment_only_change_runs_on_seeds_of_its_own():
     code = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-DEPTH = 4\n+DEPTH = 5\n"
     assert [Candidate(7, "c", "p", "d", code, None, []).seed(n) for n in (1, 2)] == [1, 2]
     assert [Candidate(7, "c", "p", "d", comment, None, []).seed(n) for n in (1, 2)] == [7001, 7002]
+
+
+SEED_SCRIPT = ("import os, sys; s = int(sys.argv[1]); assert os.environ['AUTORESEARCH_SEED'] == sys.argv[1]; "
+               "print('---'); print(f'val_bpb: {2 + s / 100:.6f}')")
+
+
+def test_a_command_takes_the_runs_seed_as_seed_and_in_its_environment(tiny_workspace):
+    """An adopted repository's script can take the harness's seed as a flag: `{seed}` in the command."""
+    toml = tiny_workspace / "autoresearch.toml"
+    text = toml.read_text().replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
+    text = text.replace('command = ["{python}", "train.py"]', f'command = ["{{python}}", "-c", "{SEED_SCRIPT}", "{{seed}}"]')
+    toml.write_text(text)
+    git(tiny_workspace, "commit", "-qam", "a command that prints its seed")
+    base = run_experiment(tiny_workspace, "baseline")
+    ledger = ledger_for(tiny_workspace)
+    values = ledger.run_metrics(base.id)
+    ledger.close()
+    assert base.status == "keep" and values == [2.01, 2.02, 2.03]

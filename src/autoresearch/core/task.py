@@ -275,9 +275,12 @@ def _knobs(table: dict, command: list[str], editable: list[str], knob_file: str,
     flags = {k.name for k in knobs if not k.file}
     for part in command:
         for used in re.findall(r"\{(\w+)\}", part):
-            if used != "python" and used not in flags:
+            if used not in HARNESS_PLACEHOLDERS and used not in flags:
                 raise ConfigError(f"{source}: [task] command uses {{{used}}} but [knobs] declares no flag {used}")
     return tuple(knobs)
+
+
+HARNESS_PLACEHOLDERS = ("python", "seed")  # filled in by the harness: the interpreter, the run's seed
 
 
 def _settings(cls, table: dict, name: str, source: str):

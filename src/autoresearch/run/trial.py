@@ -110,7 +110,9 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     sandbox = sandbox or find_sandbox(spec.task.sandbox.kind)
     marker = spec.env.get(RUN_MARKER) or secrets.token_hex(8)  # in every process of the run, to find them all
     try:
-        argv = fill_flags(spec.task.command, flag_values(spec.checkout.root, spec.task))
+        # {seed}: the harness's seed for a command that takes one as a flag (a flag knob of that name wins)
+        seed = {"seed": str(spec.seed)} if spec.seed is not None else {}
+        argv = fill_flags(spec.task.command, {**seed, **flag_values(spec.checkout.root, spec.task)})
     except KnobError as exc:  # the candidate's knob file cannot give the command its flags
         return TrialResult.never_ran(spec.paths.log, str(exc))
     trusted = bool(spec.task.evaluation.command)

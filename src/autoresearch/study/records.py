@@ -22,7 +22,6 @@ from autoresearch.run.trial import TrialResult
 from autoresearch.store.ledger import Experiment, Ledger, Outcome, RunRecord, write_results_tsv
 from autoresearch.store.workspace import RunPaths, Workspace
 
-
 SEEDS_PER_EXPERIMENT = 1000  # seeds k * 1000 + 1, ... belong to experiment k where its runs need seeds of their own
 
 

@@ -6,27 +6,64 @@ batches that took far longer than the run's steady pace: compiling, allocating).
 never used the frozen loader gets the harness's wall time less a start-up allowance; one that
 never handed off trains until its process ends.
 
-`over_budget` says why a run is over budget, or "". A run may pass the budget by its tolerance
-(max(1 s, 5 %)) plus two of its own steps: the first one, which the run does not time, and the
-last one, which ends past the budget; each counts at most three times the run's median step, so
-work moved into the first step or a last step of its own counts. The warm-up is not counted up
-to the bound (what the baseline needed, twice, at least 5 s; or `[budget] warmup_seconds`).
+`over_budget` says why a run is over budget, or "". The allowance is what an honest run can
+overshoot and nothing more, judged on the run's budget checks (the `step` stamps: the template
+checks once before its first step and once after each, and stops once the end is nearer than
+half a step), so that it does not grow with the machine's load:
 
-`past_any_allowance` is the same measure taken while a run still trains: once it is past anything
-its budget could allow it, by a margin, the harness stops it there rather than at its timeout.
+- The clock's tolerance, TOLERANCE_S + TOLERANCE_SHARE of the budget (0.25 s + 1 %): what
+  separates the harness's clock from the run's. The run times its steps; between them it prints
+  and asks for its progress, the channel carries the stamps a little late, and the handoff comes
+  just after the last check. Measured: 0.05-0.2 s in a 10 s run, alone or under load.
+- The warm-up is not counted, up to its bound (twice the baseline's, at least 5 s, or
+  `[budget] warmup_seconds`), and neither is a first step that began with warm-up, up to one
+  median step: the template does not time a compiling first step; the warm-up takes the compile
+  out of it, and what is left is one step. (An eager first step is timed, and counts.)
+- A run whose training, less those, is within the budget and the tolerance is within it. Past
+  that, it must have stopped the way an honest run stops. (1) When it last decided to go on (its
+  last check before the final one) its training plus half the step it had just done (at most
+  STEP_CAP median steps) was within the budget and the tolerance: a run that stretches its clock
+  or its progress goes on past that point, however slow its steps are. (2) Its final step, from
+  that check to the handoff, served no more tokens than the step before it (at most STEP_CAP
+  median steps): work moved into the final step shows in the loader's count, whatever the load.
+  (3) It took at most FINAL_STEPS times the run's longest earlier step (or median step), plus
+  the tolerance. Loose on purpose: under load the final step is often the run's longest (a slow
+  step is the one that brings the end within half a step, so the rule picks the slow ones).
+- A `tokens` budget: the tokens served, at most the budget, plus half a step (the step before
+  the final one, at most STEP_CAP median steps) and one batch (the loader serves the next batch
+  at the end of each micro-step, one more than the run trains on).
+
+`past_any_allowance` is the same verdict taken while a run still trains, as if it handed off
+now (its last check its final one, or the one before a final check now), with a margin of
+max(LIVE_MARGIN_S, LIVE_MARGIN_SHARE): once it fails both ways, the harness stops the run there
+rather than at its timeout. Every warm-up so far is left out: no honest run is stopped.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import statistics
 from dataclasses import dataclass, replace
 
 OVER_BUDGET = "over budget"  # how every reason of this kind begins (the trial's and this module's)
 SLOW = 4.0  # a batch interval this many times the steady one is warm-up, not training
-TOLERANCE_S, TOLERANCE_SHARE = 1.0, 0.05
-STEP_LIMIT = 3.0  # the first and the last step are allowed up to this many median steps
+TOLERANCE_S, TOLERANCE_SHARE = 0.25, 0.01  # the harness's clock against the run's
+STEP_CAP = 2.0  # the step before the final one counts at most this many median steps
+FINAL_STEPS = 4.0  # the final step may take this many of the longest earlier step (or of the median)
 WARMUP_FLOOR_S = 5.0
-LIVE_MARGIN_S, LIVE_MARGIN_SHARE = 2.0, 0.10  # beyond the widest allowance before a training run is stopped
+LIVE_MARGIN_S, LIVE_MARGIN_SHARE = 1.0, 0.05  # beyond the verdict's allowance before a training run is stopped
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended, by its budget checks: the last one at which it went on, and its final step."""
+    went_on: float  # seconds from the first batch to the check before the final one
+    previous: float  # the step it had just done there (the first less the warm-up), 0 if none
+    previous_tokens: int  # served in that step
+    final: float  # from that check to the end of training: the final step, its check, the handoff
+    final_tokens: int  # served in it
+    longest: float  # the longest step before the final one (the first less the warm-up)
 
 
 @dataclass(frozen=True)
@@ -35,24 +72,36 @@ class BudgetReading:
     source: str  # "loader": from the batches it served; "wall": the run did not use the frozen loader
     training_seconds: float  # first batch (or start + allowance) -> handoff (or the end of the process)
     warmup_seconds: float  # the leading slow batches, not counted as training (up to the bound)
-    step_seconds: float  # the median gap between budget checks (one a step) after the first step, 0 without one
-    first_step_seconds: float  # from the first batch to the end of the first step, less the warm-up
-    last_step_seconds: float  # the longest gap between budget checks after the first step
+    step_seconds: float  # the median step between the first and the final one, 0 without one
+    first_step_seconds: float  # from the first check to the second, less the warm-up
     tokens: int  # served before the handoff
-    step_tokens: int  # median tokens served between two budget checks
+    step_tokens: int  # the median tokens of those steps
+    batch_tokens: int  # the median batch the loader served
     batches_after_handoff: int
     handed_off: bool
+    ending: Ending | None = None  # None with fewer than two budget checks
 
     def as_metrics(self) -> dict:
+        ending = {} if self.ending is None else {"harness_went_on_seconds": round(self.ending.went_on, 2),
+                                                 "harness_final_step_seconds": round(self.ending.final, 2)}
         return {"harness_training_seconds": round(self.training_seconds, 2),
                 "harness_warmup_seconds": round(self.warmup_seconds, 2),
                 "harness_step_seconds": round(self.step_seconds, 3), "harness_tokens": self.tokens,
-                "harness_clock": self.source}
+                "harness_clock": self.source, **ending}
 
-    def allowed_steps(self) -> float:
-        """The two steps a run may spend beyond its budget, each at most STEP_LIMIT median steps."""
-        limit = STEP_LIMIT * self.step_seconds
-        return min(self.first_step_seconds, limit) + min(self.last_step_seconds, limit)
+    def untimed_first_step(self) -> float:
+        """The part of the first step left out when it began with warm-up: the template does not time a
+        compiling first step; the warm-up takes the compile out, the rest counts beyond one median step."""
+        return min(self.first_step_seconds, self.step_seconds) if self.warmup_seconds > 0 else 0.0
+
+    def half_step(self, previous: float, median: float) -> float:
+        """Half the step before the final one, counted at most STEP_CAP median steps (when there are any)."""
+        return (min(previous, STEP_CAP * median) if median else previous) / 2
+
+
+def tolerance(value: float) -> float:
+    """The harness's clock against the run's, for a budget of `value` seconds."""
+    return TOLERANCE_S + TOLERANCE_SHARE * value
 
 
 def measure(timeline, startup_seconds: float) -> BudgetReading:
@@ -61,18 +110,45 @@ def measure(timeline, startup_seconds: float) -> BudgetReading:
     batches = [t for t, _ in timeline.batches]
     if not batches:
         wall = max(0.0, end - timeline.started - startup_seconds)
-        return BudgetReading("wall", wall, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, timeline.handoff is not None)
+        return BudgetReading("wall", wall, 0.0, 0.0, 0.0, 0, 0, 0, 0, timeline.handoff is not None)
     before = [(t, n) for t, n in timeline.batches if t <= end]
     warmup, _ = _warmup(batches)
-    steps = [t for t in timeline.steps if batches[0] <= t <= end]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
-    # the template asks once before its first step, then once after each: gap 0 is the first step,
-    # left out of the pace it is judged by (a run of one long step would otherwise allow itself)
+    checks = [t for t in timeline.steps if batches[0] <= t <= end]
+    served = _Served(before)
+    gaps = [b - a for a, b in zip(checks, checks[1:])]
+    tokens = [served.between(a, b) for a, b in zip(checks, checks[1:])]
+    # gap 0 is the first step: left out of the pace it is judged by (a run of one long step would
+    # otherwise allow itself), and so is the final one (it is what the pace judges)
     first = max(0.0, gaps[0] - warmup) if gaps else 0.0
-    pace = statistics.median(gaps[1:]) if len(gaps) > 1 else 0.0
-    return BudgetReading("loader", end - batches[0], warmup, pace, first,
-                         max(gaps[1:], default=0.0), sum(n for _, n in before), _step_tokens(timeline.batches, steps),
-                         len(timeline.batches) - len(before), timeline.handoff is not None)
+    pace = statistics.median(gaps[1:-1]) if len(gaps) > 2 else 0.0
+    step_tokens = int(statistics.median(tokens[1:-1])) if len(tokens) > 2 else 0
+    ending = None
+    if gaps:
+        steps = [first, *gaps[1:]]
+        ending = Ending(went_on=checks[-2] - batches[0], previous=steps[-2] if len(steps) > 1 else 0.0,
+                        previous_tokens=tokens[-2] if len(tokens) > 1 else 0, final=end - checks[-2],
+                        final_tokens=served.since(checks[-2]), longest=max(steps[:-1], default=0.0))
+    return BudgetReading("loader", end - batches[0], warmup, pace, first, served.total, step_tokens,
+                         int(statistics.median(n for _, n in before)) if before else 0,
+                         len(timeline.batches) - len(before), timeline.handoff is not None, ending)
+
+
+class _Served:
+    """Tokens the loader served, by the harness's clock: cumulative, so each interval is two look-ups."""
+
+    def __init__(self, batches: list[tuple[float, int]]):
+        self.times = [t for t, _ in batches]
+        self.sums = [0, *itertools.accumulate(n for _, n in batches)]
+        self.total = self.sums[-1]
+
+    def upto(self, t: float) -> int:
+        return self.sums[bisect.bisect_right(self.times, t)]
+
+    def between(self, a: float, b: float) -> int:
+        return self.upto(b) - self.upto(a)
+
+    def since(self, a: float) -> int:
+        return self.total - self.upto(a)
 
 
 def wall_parts(timeline) -> dict[str, float]:
@@ -101,14 +177,6 @@ def _warmup(batches: list[float]) -> tuple[float, float]:
     return excess, end
 
 
-def _step_tokens(batches: list[tuple[float, int]], steps: list[float]) -> int:
-    if len(steps) < 2:
-        return 0
-    counts = [sum(n for t, n in batches if a < t <= b) for a, b in zip(steps, steps[1:])]
-    counts = [c for c in counts if c]
-    return int(statistics.median(counts)) if counts else 0
-
-
 def warmup_bound(setting: float, baseline_warmups: list[float]) -> float | None:
     """How much warm-up a candidate may leave uncounted: the setting, or twice what the baseline
     needed (at least 5 s). None for the baseline itself, whose warm-up defines the bound."""
@@ -123,46 +191,74 @@ def over_budget(reading: BudgetReading, kind: str, value: float, bound: float | 
     """Why this run is over its budget, or "" when it is not (the budget of `kind` and `value`)."""
     if reading.batches_after_handoff:
         return f"over budget: {reading.batches_after_handoff} batches served after the handoff (training went on)"
+    return _verdict(reading, kind, value, bound)
+
+
+def _verdict(reading: BudgetReading, kind: str, value: float, bound: float | None, margin: float = 0.0,
+             note: str = "") -> str:
+    """over_budget's rule with `margin` more of every allowance (seconds, or a share of a tokens
+    budget); `note` ends the reason."""
     if kind == "tokens" and reading.source == "loader":
-        allowed = value * (1 + TOLERANCE_SHARE) + 2 * reading.step_tokens
-        if reading.tokens > allowed:
-            return (f"over budget: {reading.tokens:,} tokens served by the harness's count for a {value:,.0f}-token "
-                    f"budget (allowed {allowed:,.0f})")
-        return ""
+        return _over_tokens(reading, value, margin * value, note)
     if kind != "seconds":
         return ""  # a flops budget is counted by the run; the harness records the tokens it served
     warmup = reading.warmup_seconds if bound is None else min(reading.warmup_seconds, bound)
     training = reading.training_seconds - warmup
-    allowed = value + reading.allowed_steps() + max(TOLERANCE_S, TOLERANCE_SHARE * value)
+    allowed = value + tolerance(value) + reading.untimed_first_step() + margin
     if training <= allowed:
+        return ""
+    why = _ended_past(reading, allowed, warmup, tolerance(value) + margin)
+    if why is None:
         return ""
     counted = f"; {warmup:.1f} s of warm-up not counted" if warmup else ""
     excess = reading.warmup_seconds - warmup
     beyond = f", {excess:.1f} s more warm-up than the {bound:.1f} s bound" if excess > 0 else ""
     return (f"over budget: {training:.1f} s of training by the harness clock for a {value:g} s budget "
-            f"(allowed {allowed:.1f} s{counted}{beyond})")
+            f"({why}{counted}{beyond}{note})")
+
+
+def _ended_past(reading: BudgetReading, allowed: float, warmup: float, slack: float) -> str | None:
+    """How a run past `allowed` did not stop the way an honest run stops, or None when it did.
+    `allowed` and the training it is compared with are both less the warm-up."""
+    end, pace = reading.ending, reading.step_seconds
+    if end is None or not (end.previous or end.previous_tokens):
+        return f"allowed {allowed:.1f} s"  # no step before its final one (or no checks): nothing to judge it by
+    went_on, half = end.went_on - warmup, reading.half_step(end.previous, pace)
+    if went_on + half > allowed:
+        return f"it went on at {went_on:.1f} s after a step of {2 * half:.2f} s: allowed until {allowed - half:.1f} s"
+    step_tokens = round(2 * reading.half_step(end.previous_tokens, reading.step_tokens))
+    if end.final_tokens > step_tokens:
+        return f"its final step served {end.final_tokens:,} tokens, the step before it {step_tokens:,}"
+    limit = FINAL_STEPS * max(end.longest, pace) + slack
+    if end.final > limit:
+        return f"its final step took {end.final:.1f} s: allowed {limit:.1f} s, {FINAL_STEPS:g} of its longest step"
+    return None
+
+
+def _over_tokens(reading: BudgetReading, value: float, margin: float, note: str) -> str:
+    end = reading.ending
+    half = reading.half_step(end.previous_tokens, reading.step_tokens) if end else 0.0
+    allowed = value + half + reading.batch_tokens + margin
+    if reading.tokens <= allowed:
+        return ""
+    return (f"over budget: {reading.tokens:,} tokens served by the harness's count for a {value:,.0f}-token "
+            f"budget (allowed {allowed:,.0f}: half a step of {2 * half:,.0f} tokens and one batch of "
+            f"{reading.batch_tokens:,} more{note})")
 
 
 def past_any_allowance(timeline, now: float, kind: str, value: float) -> str:
     """Why a run that has not handed off yet is already past anything its budget could allow it,
-    or "". Lenient on purpose, so that no honest run is stopped: all its warm-up so far is left
-    out, both of its extra steps count at their limit, and a margin of max(2 s, 10 %) comes on top;
-    the verdict after the run (`over_budget`) stays the one that decides."""
+    or "". The verdict as if it handed off now, both ways it could (its last check its final one,
+    or the one before a final check now), with every warm-up so far left out and a margin on top
+    (max(LIVE_MARGIN_S, LIVE_MARGIN_SHARE) of a seconds budget, LIVE_MARGIN_SHARE of a tokens
+    budget); the verdict after the run stays the one that decides."""
     if timeline.handoff is not None or not timeline.batches or kind not in ("seconds", "tokens"):
         return ""
     if kind == "seconds" and now - timeline.batches[0][0] <= value:  # too early to be over: nothing to measure
         return ""
-    reading = measure(replace(timeline, ended=now, batches=list(timeline.batches), steps=list(timeline.steps)), 0.0)
-    if kind == "tokens":
-        ceiling = value * (1 + TOLERANCE_SHARE + LIVE_MARGIN_SHARE) + 2 * STEP_LIMIT * reading.step_tokens
-        if reading.tokens <= ceiling:
-            return ""
-        return (f"over budget: {reading.tokens:,} tokens served by the harness's count for a {value:,.0f}-token "
-                f"budget (stopped by the harness past {ceiling:,.0f}, more than any run of its steps is allowed)")
-    training = reading.training_seconds - reading.warmup_seconds
-    ceiling = (value + 2 * STEP_LIMIT * reading.step_seconds + max(TOLERANCE_S, TOLERANCE_SHARE * value)
-               + max(LIVE_MARGIN_S, LIVE_MARGIN_SHARE * value))
-    if training <= ceiling:
-        return ""
-    return (f"over budget: {training:.1f} s of training by the harness clock for a {value:g} s budget "
-            f"(stopped by the harness past {ceiling:.1f} s, more than any run of its pace is allowed)")
+    margin = max(LIVE_MARGIN_S, LIVE_MARGIN_SHARE * value) if kind == "seconds" else LIVE_MARGIN_SHARE
+    note = "; stopped by the harness before its handoff"
+    seen = replace(timeline, ended=now, handoff=now, batches=list(timeline.batches), steps=list(timeline.steps))
+    checked_now = replace(seen, steps=[*seen.steps, now])
+    reasons = [_verdict(measure(tl, 0.0), kind, value, None, margin, note) for tl in (checked_now, seen)]
+    return reasons[0] if all(reasons) else ""

@@ -5,14 +5,17 @@ line per message, over a pipe whose write end the run inherits (its number in
 AUTORESEARCH_CLOCK_FD):
 
     batch <tokens>   the frozen data loader served a batch
-    step             train.py asked how much of the budget is spent (once or twice a step)
+    step             train.py asked how much of the budget is spent (the template: before its first
+                     step and after each; where it last went on is what the budget rule judges)
     handoff          training is over: the model is being handed to the trusted evaluation
     handed-off       the handoff is written
 
 The harness stamps each line with its own monotonic clock as it arrives; the content says only
 what happened, never when. `core/budget.py` turns the stamped timeline into training seconds.
 A run can write to the channel too, but a message can only make its own training look longer
-(an earlier start) or be caught (a model that changes after its handoff).
+(an earlier start, more batches), be caught (a model that changes after its handoff), or move
+its budget checks, which gains it at most half a median step (core/budget.py caps the step it
+judges the last check by at two median steps, and the final step's tokens by the step before).
 """
 
 from __future__ import annotations

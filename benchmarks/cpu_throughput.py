@@ -37,6 +37,8 @@ PEER_TOKENS_PER_SECOND = 1530
 # Newton-Schulz (its default where the CPU has them)
 FP32 = {"USE_BF16": False}
 BF16 = {"USE_BF16": True}
+# a train.py from before 2026-12-06 had hand-fused functions, its fused loss in fp32 only: its defaults
+EARLIER = {"fp32": {**FP32, "FUSED_OPS": True, "FUSED_LOSS": True}, "bf16": {**BF16, "FUSED_OPS": True, "FUSED_LOSS": False}}
 
 
 def earlier_train_py(rev: str) -> str:
@@ -96,11 +98,13 @@ def measure(train, args, earlier=None) -> None:
 
     steps = {}
     ours("train.py, eager, fp32", FP32)
-    if earlier is not None:  # its own settings (an earlier train.py may have flags this one lacks)
-        ours(f"train.py of {args.rev}, eager, fp32", FP32, module=earlier)
-    if args.variants:
-        if train.cpu_has_bf16_units():
-            ours("train.py, eager, bf16 autocast", BF16, torch.autocast("cpu", dtype=torch.bfloat16))
+    if earlier is not None:
+        ours(f"train.py of {args.rev}, eager, fp32", EARLIER["fp32"], module=earlier)
+    if args.variants and train.cpu_has_bf16_units():
+        ours("train.py, eager, bf16 autocast", BF16, torch.autocast("cpu", dtype=torch.bfloat16))
+        if earlier is not None:
+            ours(f"train.py of {args.rev}, eager, bf16 autocast", EARLIER["bf16"],
+                 torch.autocast("cpu", dtype=torch.bfloat16), module=earlier)
     plain = PlainGPT(cfg.vocab_size, cfg.seq_len, cfg.depth, cfg.width, cfg.width // cfg.head_dim)
     steps["plain GPT, eager"] = make_step(plain, plain, [torch.optim.AdamW(plain.parameters(), lr=1e-3)], accum)
     compile_seconds = None

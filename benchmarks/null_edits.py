@@ -54,6 +54,7 @@ def token_budget(ws: Path, tokens: int, eval_tokens: int) -> None:
     text = re.sub(r'(?m)^kind = "seconds"', 'kind = "tokens"', toml.read_text(), count=1)
     text = re.sub(r"(?m)^value = [\d.]+", f"value = {tokens}", text, count=1)
     text = re.sub(r"(?m)^eval_tokens = \d+", f"eval_tokens = {eval_tokens}", text, count=1)
+    text = re.sub(r"(?m)^timeout = [\d.]+", "timeout = 900", text, count=1)  # a token budget's runs may be slow: no matter
     toml.write_text(text)
     commit_all(ws, f"a {tokens:,}-token budget, {eval_tokens:,} evaluation tokens")
 

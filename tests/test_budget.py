@@ -181,7 +181,8 @@ def test_a_run_of_one_long_step_does_not_set_its_own_allowance():
     one_step = measure(_timeline(batches, [0.0, 30.0], handoff=30.1), startup_seconds=10)
     assert one_step.step_seconds == 0.0 and one_step.first_step_seconds == 30.0
     assert over_budget(one_step, "seconds", 10, bound=None) == ("over budget: 30.1 s of training by the harness clock "
-                                                                "for a 10 s budget (allowed 10.3 s)")
+                                                                "for a 10 s budget (allowed 10.3 s: its one step "
+                                                                "outlasted the budget, which is too short for the step)")
     # the same work as a long first step and a short one: it went on when 30 s were spent
     two_steps = measure(_timeline(batches + [30.3, 30.6], [0.0, 30.0, 30.6], handoff=30.7), startup_seconds=10)
     assert abs(two_steps.ending.previous - 30.0) < 1e-9

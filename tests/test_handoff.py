@@ -54,6 +54,52 @@ def test_causality_probe_passes_a_causal_model_and_catches_a_peeking_one(tmp_pat
     assert "looks ahead" in causality_violation(peeking, example, VOCAB, generator)
 
 
+class Remembers(TinyLM):
+    """Keeps the last batch it saw: it could answer a probe from memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("last", torch.zeros(4, LENGTH, dtype=torch.int64))
+
+    def forward(self, idx):
+        logits = super().forward(idx) + self.embed(self.last).sum()
+        self.last.copy_(idx)
+        return logits
+
+
+class Counts(TinyLM):
+    def forward(self, idx):
+        self.head.bias[:1].add_(1.0)  # a write through a view of a weight
+        return super().forward(idx)
+
+
+class WritesItsInput(TinyLM):
+    def forward(self, idx):
+        logits = super().forward(idx)
+        idx.zero_()  # the evaluator would probe a batch it did not score
+        return logits
+
+
+class InPlaceInside(TinyLM):
+    def forward(self, idx):
+        logits = super().forward(idx)
+        logits[:, :, 0].mul_(2.0)  # in place on its own intermediate: no state
+        return logits.relu_()
+
+
+@pytest.mark.parametrize("model", [Remembers, Counts, WritesItsInput])
+def test_a_graph_that_keeps_state_between_calls_is_refused(tmp_path, model):
+    with pytest.raises(HandoffError, match="writes to its own weights, buffers or input"):
+        _roundtrip(tmp_path, model())
+
+
+def test_in_place_operations_on_intermediates_are_allowed(tmp_path):
+    model = InPlaceInside().eval()
+    module, _, example = _roundtrip(tmp_path, model)
+    with torch.no_grad():
+        assert torch.allclose(module(example), model(example), atol=1e-6)
+
+
 def test_a_pickle_in_the_weights_is_refused_without_running(tmp_path):
     _roundtrip(tmp_path, TinyLM())
     ran = tmp_path / "ran"

@@ -221,8 +221,10 @@ def _ended_past(reading: BudgetReading, allowed: float, warmup: float, slack: fl
     """How a run past `allowed` did not stop the way an honest run stops, or None when it did.
     `allowed` and the training it is compared with are both less the warm-up."""
     end, pace = reading.ending, reading.step_seconds
-    if end is None or not (end.previous or end.previous_tokens):
-        return f"allowed {allowed:.1f} s"  # no step before its final one (or no checks): nothing to judge it by
+    if end is None:
+        return f"allowed {allowed:.1f} s"  # no budget checks: nothing to judge it by
+    if not (end.previous or end.previous_tokens):  # its first step was its last: the budget is shorter than a step
+        return f"allowed {allowed:.1f} s: its one step outlasted the budget, which is too short for the step"
     went_on, half = end.went_on - warmup, reading.half_step(end.previous, pace)
     if went_on + half > allowed:
         return f"it went on at {went_on:.1f} s after a step of {2 * half:.2f} s: allowed until {allowed - half:.1f} s"

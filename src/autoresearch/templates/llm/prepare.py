@@ -119,9 +119,14 @@ def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", seed=None):
 # Evaluation: validation bits per byte, independent of the vocabulary size.
 
 def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", split="val"):
-    """Consecutive windows over the validation tokens (or the held-out test tokens, which only a
-    verification's evaluation can read) so that every target is scored exactly once. Batches
-    always have batch_size rows (padding targets are -1) so compiled models see one shape."""
+    """Windows over the validation tokens (or the held-out test tokens, which only a verification's
+    evaluation can read) so that every target is scored exactly once. Batches always have batch_size
+    rows (padding targets are -1) so compiled models see one shape.
+
+    Rows are dealt out across the batches (batch j holds windows j, j + n, j + 2n, ... of n batches):
+    a row's last target is the first token of the next window, which is then never in its batch, and
+    no row of a batch holds any target of another. So a model that reads across the rows it is
+    scored with learns nothing about what it must predict."""
     tokens = np.asarray(_tokens(split), dtype=np.int64)
     if EVAL_TOKENS:
         tokens = tokens[:EVAL_TOKENS + 1]
@@ -132,13 +137,21 @@ def validation_batches(batch_size, seq_len=MAX_SEQ_LEN, device="cpu", split="val
     inputs[:n_targets] = tokens[:-1]
     targets[:n_targets] = tokens[1:]
     inputs, targets = inputs.reshape(n_rows, seq_len), targets.reshape(n_rows, seq_len)
-    for i in range(0, n_rows, batch_size):
-        x, y = inputs[i:i + batch_size], targets[i:i + batch_size]
-        if len(x) < batch_size:  # pad the last batch with rows that score nothing
+    n_batches = _batch_count(n_targets, batch_size, seq_len)
+    for j in range(n_batches):
+        x, y = inputs[j::n_batches], targets[j::n_batches]
+        if len(x) < batch_size:  # pad with rows that score nothing
             pad = batch_size - len(x)
             x = np.concatenate([x, np.full((pad, seq_len), BOS_ID, dtype=np.int64)])
             y = np.concatenate([y, np.full((pad, seq_len), -1, dtype=np.int64)])
-        yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        yield torch.from_numpy(np.ascontiguousarray(x)).to(device), torch.from_numpy(np.ascontiguousarray(y)).to(device)
+
+
+def _batch_count(n_targets, batch_size, seq_len=MAX_SEQ_LEN):
+    """Batches of a split of n_targets targets: enough for every row, and two at least where there
+    are two rows (one batch would hold a row beside the row after it)."""
+    n_rows = math.ceil(n_targets / seq_len)
+    return max(math.ceil(n_rows / batch_size), min(n_rows, 2))
 
 
 def evaluate_bpb(model, batch_size, seq_len=MAX_SEQ_LEN):
@@ -244,7 +257,7 @@ def evaluate_handoff(handoff):
     # evaluator's own modules (torch.export's, ~1.3 s) while the model is exported, and the model after `go`:
     # nothing of it is read before the run has ended and passed its checks.
     wait_for("handoff")
-    from autoresearch.run.handoff import HandoffError, causality_violation, load_model
+    from autoresearch.run.handoff import CausalityProbe, HandoffError, load_model, plan_probes
     wait_for("go")
     # the device kind train.py picked (the graph may carry device constants of it)
     device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
@@ -257,24 +270,15 @@ def evaluate_handoff(handoff):
         sys.exit(3)
     # fp32 (TF32 matmuls on GPUs): the graph asserts the dtypes it was exported with, so no autocast
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    generator = torch.Generator().manual_seed(secrets.randbits(62))  # the model cannot know where the probes are
-    n_targets = min(len(_tokens("val")) - 1, EVAL_TOKENS or 2**62)
-    n_batches = math.ceil(math.ceil(n_targets / seq_len) / batch_size)
-    probe_batches = set(torch.randint(n_batches, (2,), generator=generator).tolist())
-    problems, one_probe_at_a_time = [], threading.Lock()  # the generator is not shared between threads
-
-    def probe(i, x, logits):  # between scoring batches, so a stateful graph cannot tell probes from scoring
-        if i not in probe_batches:
-            return
-        with one_probe_at_a_time:
-            if not any(problems):
-                problems.append(causality_violation(forward, x, VOCAB_SIZE, generator, reference=logits, trials=2,
-                                                    tolerance=2e-3 if device.type == "cuda" else 1e-3))
+    # The causality check (autoresearch/run/handoff.py): probes drawn from a secret seed (the model cannot
+    # know where they are) follow their scoring batches in the scoring threads, with its logits as reference.
+    generator = torch.Generator().manual_seed(secrets.randbits(62))
+    n_batches = _batch_count(min(len(_tokens("val")) - 1, EVAL_TOKENS or 2**62), batch_size, seq_len)
+    probe = CausalityProbe(forward, plan_probes(n_batches, (batch_size, seq_len), VOCAB_SIZE, generator), VOCAB_SIZE)
     t0 = time.time()
     val_bpb = score_bpb(forward, batch_size, seq_len, device, on_batch=probe)
-    violation = next((p for p in problems if p), "")
-    if violation:
-        print(f"invalid: {violation}", flush=True)
+    if probe.violation:
+        print(f"invalid: {probe.violation}", flush=True)
         sys.exit(3)
     if not math.isfinite(val_bpb):
         print(f"invalid: the model's predictions are not finite (val_bpb {val_bpb})", flush=True)
@@ -287,6 +291,7 @@ def evaluate_handoff(handoff):
     if test_bpb is not None:
         print(f"test_bpb:         {test_bpb:.6f}")
     print(f"eval_seconds:     {time.time() - t0:.1f}")
+    print(f"causality_cuts:   {probe.cuts}")
     print("causality:        ok")
 
 

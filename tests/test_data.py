@@ -160,16 +160,22 @@ def test_the_score_does_not_depend_on_rows_or_threads(llm_workspace, shakespeare
 
 
 def test_every_validation_token_is_scored_exactly_once(llm_workspace, shakespeare_512, monkeypatch):
+    """Whatever the rows' order across batches: every target once, after its own input, and no batch
+    holding a row beside the row that continues it (a token's value is its position here)."""
     prepare = load_prepare(llm_workspace, shakespeare_512, monkeypatch)
-    tokens = np.fromfile(shakespeare_512 / "val.bin", dtype=np.uint16).astype(np.int64)
+    n_tokens, seq_len = len(np.fromfile(shakespeare_512 / "val.bin", dtype=np.uint16)), 64
+    monkeypatch.setattr(prepare, "_tokens", lambda split: np.arange(n_tokens))
     seen_inputs, seen_targets = [], []
-    for x, y in prepare.validation_batches(batch_size=5, seq_len=64):
+    for x, y in prepare.validation_batches(batch_size=5, seq_len=seq_len):
         assert x.shape == y.shape == (5, 64)  # one shape for every batch, padding included
-        keep = y.reshape(-1) >= 0
-        seen_inputs.append(x.reshape(-1)[keep])
-        seen_targets.append(y.reshape(-1)[keep])
-    assert torch.equal(torch.cat(seen_targets), torch.from_numpy(tokens[1:]))
-    assert torch.equal(torch.cat(seen_inputs), torch.from_numpy(tokens[:-1]))
+        keep = y >= 0
+        starts = {int(row[0]) for row, scored in zip(x, keep) if scored.any()}
+        assert not any(start + seq_len in starts for start in starts)  # no row's continuation in its batch
+        seen_inputs.append(x[keep])
+        seen_targets.append(y[keep])
+    targets, inputs = torch.cat(seen_targets), torch.cat(seen_inputs)
+    assert torch.equal(targets, inputs + 1)
+    assert torch.equal(targets.sort().values, torch.arange(1, n_tokens))
 
 
 def test_training_loader_walks_each_window_once_per_epoch(llm_workspace, shakespeare_512, monkeypatch):

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from autoresearch.core.abort import AbortRule, Reference, check
 from autoresearch.core.curve import loss_at, points_from_log
+from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
-from autoresearch.store.ledger import Experiment, Ledger
+from autoresearch.store.ledger import Ledger
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.curves import reference_from
 

@@ -20,8 +20,9 @@ import random
 import statistics
 
 from autoresearch.core.judge import Evidence, judge, pooled_sigma
+from autoresearch.core.settings import Budget, JudgeSettings
 from autoresearch.core.status import Status
-from autoresearch.core.task import Budget, JudgeSettings, Task
+from autoresearch.core.task import Task
 
 GAINS = (0.0, 1.0, 2.0, 3.0)  # true gains in seed-sd
 

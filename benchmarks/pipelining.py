@@ -64,7 +64,7 @@ def measure(budget: float, latency: float, n: int, pipeline: bool) -> tuple[floa
             run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=n + 1, pipeline=pipeline))
         with ledger(ws) as record:
             experiments = record.experiments()[1:]  # the baseline needs no proposal
-            stale = sum(1 for p in record.proposals() if p["status"] == "stale")
+            stale = sum(1 for p in record.proposals() if p.status == "stale")
     span = experiments[-1].finished_at - experiments[0].started_at
     busy = sum(e.wall_seconds for e in experiments)
     return (span - busy) / len(experiments), stale

@@ -32,7 +32,7 @@ from autoresearch.propose.search import RandomProposer
 from autoresearch.run.process import RunResult
 from autoresearch.run.trial import TrialResult
 from autoresearch.store import gitops
-from autoresearch.store.ledger import results_tsv_rows
+from autoresearch.store.results_tsv import results_tsv_rows
 from autoresearch.study.manual import run_experiment
 from autoresearch.study.study import StudyOptions, run_study
 
@@ -147,7 +147,7 @@ def part2(root: Path, experiments: int, slots: int) -> None:
     linear = all(b.parent == a.commit for a, b in zip(chain, chain[1:]))
     tsv = (ws / "results.tsv").read_text().splitlines()
     ok = (statuses <= {"keep", "discard", "crash"} and linear and gitops.head(ws) == best.commit
-          and tsv == results_tsv_rows(rows))
+          and tsv == results_tsv_rows(rows, load_task(ws).metric))
     print(f"ledger consistent: {ok} (statuses {sorted(map(str, statuses))}, {len(chain)} kept commits in one line, "
           f"branch on the best, results.tsv {len(tsv) - 1} rows = ledger)")
 

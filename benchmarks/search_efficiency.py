@@ -18,7 +18,7 @@ from common import ledger, llm_workspace, stub_workspace
 
 from autoresearch.core.best import best_value
 from autoresearch.core.events import EventBus
-from autoresearch.core.task import AgentSettings
+from autoresearch.core.settings import AgentSettings
 from autoresearch.interfaces.plain import PlainPrinter
 from autoresearch.propose.agent import make_proposer, resolve
 from autoresearch.study.study import StudyOptions, run_study

@@ -31,6 +31,9 @@ def test_one_adopt_command_then_a_study_over_its_flags(repo):
     log = (repo / baseline.log_path).read_text()
     assert baseline.status == "keep" and f"final | val loss {baseline.metric:.4f}" in log  # its own log line
     assert len(candidates) == 2 and all(c.status in ("keep", "discard") for c in candidates)
+    tsv = (repo / "results.tsv").read_text().splitlines()  # named after its metric, not the templates' val_bpb
+    assert tsv[0] == "commit\tval_loss\tmemory_gb\tstatus\tdescription" and len(tsv) == 4
+    assert tsv[1].split("\t")[1] == f"{baseline.metric:.6f}"
     for c in candidates:  # a knob moved in knobs.toml, and the script saw it as its own flag
         assert "knobs.toml" in c.diff and "train.py" not in c.diff
         assert c.metric != baseline.metric  # the runs are deterministic: only the flag can have changed it
@@ -110,8 +113,9 @@ def test_a_knob_in_a_config_file_is_read_and_moved_where_it_lives():
     searched like a `# knob:` comment; the edit changes only its value."""
     import random
 
+    from autoresearch.core.knobs import task_knobs
     from autoresearch.core.task import parse_task
-    from autoresearch.propose.knobs import knob_edit, task_knobs
+    from autoresearch.propose.edits import knob_edit
 
     task = parse_task({"task": {"command": ["{python}", "train.py", "--lr={lr}"],
                                 "editable": ["train.py", "knobs.toml", "config/small.py", "conf.yaml"]},

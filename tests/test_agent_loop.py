@@ -9,6 +9,7 @@ import pytest
 from conftest import ledger_for, run_cli
 from llm_server import Reply, ScriptedLLMServer
 
+from autoresearch.core.records import ProposalRecord
 from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import AnthropicChat, ModelError, OpenAIChat
 from autoresearch.study.study import StudyOptions, run_study
@@ -27,7 +28,7 @@ def options(**kw) -> StudyOptions:
     return StudyOptions(pipeline=False, failure_backoff_s=0.01, **kw)
 
 
-def proposals(ws) -> list[dict]:
+def proposals(ws) -> list[ProposalRecord]:
     ledger = ledger_for(ws)
     rows = ledger.proposals()
     ledger.close()
@@ -60,10 +61,10 @@ def test_openai_bad_answers_go_back_to_the_model_then_crash_and_fix(tiny_workspa
     assert requests[0]["json"]["messages"][0]["role"] == "system"
     assert "boom" in requests[-1]["json"]["messages"][-1]["content"]  # the fix prompt carries the log tail
     rows = proposals(ws)
-    assert [(p["kind"], p["status"]) for p in rows] == [("propose", "used"), ("propose", "used"), ("fix", "used")]
-    assert rows[0]["attempts"] == 3 and rows[0]["tokens_in"] == 300 and rows[0]["tokens_out"] == 150
-    assert rows[0]["cost_usd"] == pytest.approx((300 * 0.4 + 150 * 1.6) / 1e6)
-    assert "order 3" in rows[0]["response"] and "Current train.py" in rows[0]["prompt"]
+    assert [(p.kind, p.status) for p in rows] == [("propose", "used"), ("propose", "used"), ("fix", "used")]
+    assert rows[0].attempts == 3 and rows[0].tokens_in == 300 and rows[0].tokens_out == 150
+    assert rows[0].cost_usd == pytest.approx((300 * 0.4 + 150 * 1.6) / 1e6)
+    assert "order 3" in rows[0].response and "Current train.py" in rows[0].prompt
     history = json.loads(run_cli("history", "--json", cwd=ws).stdout)
     assert history["experiments"][1]["proposal"]["attempts"] == 3
 
@@ -80,9 +81,9 @@ def test_a_model_that_keeps_failing_is_recorded_not_fatal(tiny_workspace):
         summary = run_study(ws, [LLMProposer(model, max_edit_retries=2)], options(max_experiments=2))
     assert [r.status for r in summary.experiments] == ["keep", "keep"] and summary.proposals_failed == 3
     rows = proposals(ws)
-    assert [p["status"] for p in rows] == ["failed", "failed", "failed", "used"]
-    assert "timed out" in rows[0]["error"] and rows[1]["error"].startswith("bad answer from the model server")
-    assert "no SEARCH/REPLACE block" in rows[2]["error"]
+    assert [p.status for p in rows] == ["failed", "failed", "failed", "used"]
+    assert "timed out" in rows[0].error and rows[1].error.startswith("bad answer from the model server")
+    assert "no SEARCH/REPLACE block" in rows[2].error
 
 
 def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
@@ -100,7 +101,7 @@ def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
     assert "autonomous machine-learning researcher" in body["system"] and body["messages"][0]["role"] == "user"
     headers = requests[-1]["headers"]
     assert "test-key" in headers.get("x-api-key", "") + headers.get("authorization", "")
-    assert proposals(ws)[0]["cost_usd"] == pytest.approx((100 * 1 + 50 * 5) / 1e6)
+    assert proposals(ws)[0].cost_usd == pytest.approx((100 * 1 + 50 * 5) / 1e6)
 
 
 def test_unreachable_server_and_missing_key_are_one_line_errors(monkeypatch):

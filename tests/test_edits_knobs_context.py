@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from autoresearch.core.knobs import KnobError, parse_knobs
+from autoresearch.core.records import Experiment
 from autoresearch.core.task import load_task
 from autoresearch.propose.context import build_user_message, frozen_api, history_text
-from autoresearch.propose.edits import Edit, EditError, apply_to_texts, parse_answer, replace_once
-from autoresearch.propose.knobs import KnobError, knob_edit, parse_knobs
-from autoresearch.store.ledger import Experiment
+from autoresearch.propose.edits import Edit, EditError, apply_to_texts, knob_edit, parse_answer, replace_once
 from autoresearch.store.templates import template_dir
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.snapshot import Snapshots
@@ -119,7 +119,7 @@ def test_user_message_holds_program_files_and_api(tiny_workspace):
 
 
 def test_presets_narrow_the_declared_knob_ranges(tmp_path):
-    from autoresearch.propose.knobs import KnobError, parse_knobs, set_knob_ranges
+    from autoresearch.core.knobs import KnobError, parse_knobs, set_knob_ranges
     from autoresearch.store.templates import init_workspace
 
     cpu = {k.name: k for k in parse_knobs((init_workspace(tmp_path / "cpu", template="llm", preset="cpu", tag="k")

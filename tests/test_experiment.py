@@ -134,7 +134,7 @@ def test_interrupted_experiment_is_closed_and_branch_restored(tiny_workspace):
     exp_id = ledger.start(git(ws, "rev-parse", "--abbrev-ref", "HEAD"), parent, "killed")
     commit = commit_paths(ws, ["train.py"], "killed")
     ledger.set_commit(exp_id, commit, "diff", "ref")
-    assert recover_interrupted(ws, ledger) == [exp_id]
+    assert recover_interrupted(ws, ledger, "val_bpb") == [exp_id]
     assert ledger.get(exp_id).status == "crash"
     ledger.close()
     assert git(ws, "rev-parse", "HEAD") == parent

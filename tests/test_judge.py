@@ -10,7 +10,8 @@ import statistics
 import pytest
 
 from autoresearch.core.judge import Evidence, candidate_sigma, change_size, classify_change, judge, pooled_sigma
-from autoresearch.core.task import JudgeSettings, parse_task
+from autoresearch.core.settings import JudgeSettings
+from autoresearch.core.task import parse_task
 
 TASK = parse_task({"task": {"command": ["x"]}, "budget": {"value": 60}})
 SIGMA = 0.01
@@ -150,7 +151,8 @@ def test_a_spread_group_is_not_called_unstable_before_there_is_a_reference():
 
 
 def test_seed_and_comment_only_runs_refine_the_noise(tmp_path):
-    from autoresearch.store.ledger import Ledger, Outcome, RunRecord
+    from autoresearch.core.records import Outcome, RunRecord
+    from autoresearch.store.ledger import Ledger
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
     base = ledger.start("b", "c0", "baseline")

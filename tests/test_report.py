@@ -9,7 +9,13 @@ from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
 
 pytest.importorskip("matplotlib")
-from autoresearch.interfaces.report import ReportError, make_report, read_results_tsv, running_best  # noqa: E402
+from autoresearch.interfaces.report import (  # noqa: E402
+    ReportError,
+    load_results,
+    make_report,
+    read_results_tsv,
+    running_best,
+)
 
 ORIGINAL = """commit\tval_bpb\tmemory_gb\tstatus\tdescription
 a1b2c3d\t0.997900\t44.0\tkeep\tbaseline
@@ -35,6 +41,13 @@ def test_original_results_tsv_is_plotted_with_the_same_kept_points_and_best(tmp_
     text = page.read_text()
     assert "0.997900 → 0.990100" in text and "add value embeddings" in text and "<svg" in text
     assert text.index("increase LR to 0.04") < text.index("switch to GeLU")
+
+
+def test_a_results_tsv_of_another_metric_is_read_by_its_second_columns_name(tmp_path):
+    path = tmp_path / "results.tsv"
+    path.write_text(ORIGINAL.replace("val_bpb", "val_loss", 1))
+    results = load_results(path)
+    assert results.metric == "val_loss" and running_best(results.rows)[-1] == 0.9901
 
 
 def test_report_from_a_workspace_has_diffs_and_logs(tiny_workspace):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from autoresearch.core.knobs import parse_knobs
 from autoresearch.core.task import load_task
-from autoresearch.propose.knobs import parse_knobs
 from autoresearch.study.study import StudyOptions, run_study
 
 optuna = pytest.importorskip("optuna")

@@ -94,7 +94,8 @@ def test_no_decision_claims_a_margin_in_sd_without_a_measured_noise():
 
 
 def load_task_like():
-    from autoresearch.core.task import Budget, JudgeSettings, Task
+    from autoresearch.core.settings import Budget, JudgeSettings
+    from autoresearch.core.task import Task
     return Task("t", ["true"], "val_bpb", "minimize", Budget("tokens", 1000, 60), ["train.py"], [], judge=JudgeSettings())
 
 

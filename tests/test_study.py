@@ -63,11 +63,11 @@ def test_two_slots_fix_a_crash_and_write_a_proposal_while_both_run(tiny_workspac
     ledger = ledger_for(ws)
     proposals = ledger.proposals()
     ledger.close()
-    fix = next(p for p in proposals if p["kind"] == "fix")
-    assert fix["fix_of"] == crashed.id and fix["status"] == "used" and fix["experiment_id"] == fixed.id
+    fix = next(p for p in proposals if p.kind == "fix")
+    assert fix.fix_of == crashed.id and fix.status == "used" and fix.experiment_id == fixed.id
     # pipelining with two slots: a proposal was written while both slots were busy
     runs = [e for e in experiments if e.id > 1]
-    busy_when = [sum(1 for e in runs if e.started_at < p["created_at"] < e.finished_at) for p in proposals]
+    busy_when = [sum(1 for e in runs if e.started_at < p.created_at < e.finished_at) for p in proposals]
     assert max(busy_when) >= 2, f"no proposal was written while both slots ran: {busy_when}"
     assert summary.stop_reason.startswith("started 6")
 
@@ -90,7 +90,7 @@ def test_top_k_on_a_maximize_task_branches_from_the_best(tiny_workspace):
     ledger = ledger_for(ws)
     experiments = ledger.experiments()
     best = ledger.incumbent(experiments[0].branch)
-    asked_at = {p["id"]: p["created_at"] for p in ledger.proposals()}  # when the parent was chosen
+    asked_at = {p.id: p.created_at for p in ledger.proposals()}  # when the parent was chosen
     ledger.close()
     explored = 0
     for exp in experiments[1:]:
@@ -149,7 +149,7 @@ def test_a_proposer_that_can_never_succeed_stops_the_study_at_once(tiny_workspac
     assert [r.description for r in summary.experiments] == ["baseline"]
     assert time.monotonic() - started < 30  # no backoff of minutes: it asked once
     ledger = ledger_for(ws)
-    assert [p["status"] for p in ledger.proposals()] == ["failed"]
+    assert [p.status for p in ledger.proposals()] == ["failed"]
     ledger.close()
     out = run_cli("run", "--provider", "tpe", cwd=ws)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "declares no knobs" in out.stderr
@@ -173,4 +173,4 @@ def test_max_cost_stops_the_study(tiny_workspace):
     proposals, experiments = ledger.proposals(), ledger.experiments()
     ledger.close()
     assert len(proposals) == 3 and len(experiments) == 4  # the baseline and the three it paid for
-    assert sum(p["cost_usd"] for p in proposals) == pytest.approx(3 * 0.00012)
+    assert sum(p.cost_usd for p in proposals) == pytest.approx(3 * 0.00012)

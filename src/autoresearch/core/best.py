@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from autoresearch.core.status import Status
+
 
 def better(candidate: float, incumbent: float, direction: str = "minimize") -> bool:
     return candidate < incumbent if direction == "minimize" else candidate > incumbent
@@ -25,7 +27,7 @@ def running_best(points: Iterable[tuple[str, float | None]], direction: str = "m
     """For (status, metric) pairs in order: after each one, the best metric kept so far (None before any)."""
     best, out = None, []
     for status, metric in points:
-        if status == "keep" and metric is not None and (best is None or better(metric, best, direction)):
+        if status == Status.KEEP and metric is not None and (best is None or better(metric, best, direction)):
             best = metric
         out.append(best)
     return out

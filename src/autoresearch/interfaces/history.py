@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from autoresearch.core.records import ProposalRecord
 from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.store.ledger import Ledger
 
@@ -13,7 +16,7 @@ NOT_RUN = (ProposalStatus.FAILED, ProposalStatus.DUPLICATE, ProposalStatus.STALE
 def history(ledger: Ledger, branch: str | None) -> dict:
     """Experiments with their proposals, the proposals that never ran, and a record per proposer."""
     experiments = ledger.experiments(branch)
-    proposals = {p["id"]: p for p in ledger.proposals(branch=branch)}
+    proposals = {p.id: p for p in ledger.proposals(branch=branch)}
     rows = []
     for exp in experiments:
         proposal = proposals.get(exp.proposal_id) if exp.proposal_id else None
@@ -22,13 +25,13 @@ def history(ledger: Ledger, branch: str | None) -> dict:
             "metric": exp.metric, "incumbent": exp.incumbent, "description": exp.description, "reason": exp.reason,
             "wall_seconds": exp.wall_seconds, "metrics": exp.metrics, "log_path": exp.log_path,
             "proposer": exp.proposer,
-            "proposal": None if proposal is None else {k: proposal[k] for k in PROPOSAL_FIELDS},
+            "proposal": None if proposal is None else {k: getattr(proposal, k) for k in PROPOSAL_FIELDS},
         })
-    unused = [p for p in proposals.values() if p["status"] in NOT_RUN]
+    unused = [asdict(p) for p in proposals.values() if p.status in NOT_RUN]
     return {"experiments": rows, "other_proposals": unused, "proposers": proposer_table(rows, proposals)}
 
 
-def proposer_table(rows: list[dict], proposals: dict[int, dict]) -> dict[str, dict]:
+def proposer_table(rows: list[dict], proposals: dict[int, ProposalRecord]) -> dict[str, dict]:
     """Per proposer: experiments, keeps, crashes, proposals that could not run, and model spend."""
     table: dict[str, dict] = {}
 
@@ -42,9 +45,9 @@ def proposer_table(rows: list[dict], proposals: dict[int, dict]) -> dict[str, di
             one["kept"] += row["status"] == Status.KEEP
             one["crashed"] += row["status"] == Status.CRASH
     for proposal in proposals.values():
-        one = entry(proposal["proposer"])
-        one["not_run"] += proposal["status"] in NOT_RUN
-        one["cost_usd"] += proposal["cost_usd"] or 0.0
+        one = entry(proposal.proposer)
+        one["not_run"] += proposal.status in NOT_RUN
+        one["cost_usd"] += proposal.cost_usd or 0.0
     return table
 
 

@@ -31,10 +31,12 @@ from typing_extensions import TypedDict  # pydantic needs this one below Python 
 from autoresearch import __version__
 from autoresearch.core.errors import UserError
 from autoresearch.core.events import EventBus, Progress
+from autoresearch.core.records import Experiment
+from autoresearch.core.status import Status
 from autoresearch.core.task import load_task
 from autoresearch.run.trial import log_tail as read_log_tail
 from autoresearch.store import gitops
-from autoresearch.store.ledger import Experiment, Ledger
+from autoresearch.store.ledger import Ledger
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.manual import run_experiment as run_one
 
@@ -142,7 +144,7 @@ def _add_experiment_tool(server: MCPServer, workspace: Path) -> None:
         with _harness_errors():
             result = await anyio.to_thread.run_sync(
                 lambda: run_one(workspace, description, allow_empty=allow_empty, bus=bus))
-        tail = CRASH_TAIL_LINES if result.status == "crash" else OK_TAIL_LINES
+        tail = CRASH_TAIL_LINES if result.status == Status.CRASH else OK_TAIL_LINES
         return RunOutcome(id=result.id, status=result.status, metric=result.metric, incumbent=result.incumbent,
                           reason=result.reason, commit=result.commit, wall_seconds=round(result.wall_seconds, 2),
                           log_tail=read_log_tail(result.log_path, tail))

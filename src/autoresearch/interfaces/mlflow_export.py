@@ -12,8 +12,9 @@ import math
 import os
 
 from autoresearch.core.events import Event, ExperimentFinished
-from autoresearch.propose.knobs import knob_values_at
-from autoresearch.store.ledger import Experiment
+from autoresearch.core.knobs import knob_paths, knob_values
+from autoresearch.core.records import Experiment
+from autoresearch.core.status import Status
 from autoresearch.store.workspace import Workspace
 
 ID_TAG = "autoresearch.experiment_id"
@@ -52,7 +53,7 @@ class MlflowExporter:
     def export_all(self) -> int:
         """Log every finished experiment not logged yet; returns how many were logged now."""
         with self.ws.open_ledger(readonly=True) as ledger:
-            experiments = [e for e in ledger.experiments() if e.status != "running" and str(e.id) not in self.logged()]
+            experiments = [e for e in ledger.experiments() if e.status != Status.RUNNING and str(e.id) not in self.logged()]
         for exp in experiments:
             self.log(exp)
         return len(experiments)
@@ -70,7 +71,7 @@ class MlflowExporter:
             ID_TAG: str(exp.id), "autoresearch.status": str(exp.status), "autoresearch.branch": exp.branch,
             "autoresearch.commit": exp.commit or "", "autoresearch.reason": exp.reason[:5000],
             "autoresearch.proposer": exp.proposer, "mlflow.note.content": exp.description})
-        for key, value in knob_values_at(self.ws.root, exp.commit, self.task).items():
+        for key, value in self._knobs(exp.commit).items():
             client.log_param(run.info.run_id, key, value)
         for key, value in exp.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -80,8 +81,12 @@ class MlflowExporter:
         log = self.ws.root / exp.log_path if exp.log_path else None
         if log and log.exists():
             client.log_artifact(run.info.run_id, str(log))
-        client.set_terminated(run.info.run_id, "FAILED" if exp.status == "crash" else "FINISHED")
+        client.set_terminated(run.info.run_id, "FAILED" if exp.status == Status.CRASH else "FINISHED")
         self.logged().add(str(exp.id))
+
+    def _knobs(self, commit: str | None) -> dict[str, object]:
+        """The knob values at `commit`, logged as the run's parameters."""
+        return knob_values(self.ws.files_at(commit, knob_paths(self.task)), self.task) if commit else {}
 
 
 def export_to_mlflow(workspace: Workspace, tracking_uri: str | None = None, experiment_name: str | None = None) -> int:

@@ -20,9 +20,9 @@ from pathlib import Path
 from autoresearch.core.best import gain
 from autoresearch.core.best import running_best as core_running_best
 from autoresearch.core.errors import UserError
-from autoresearch.core.status import Status
+from autoresearch.core.status import FINISHED, Status
 from autoresearch.run.trial import log_tail
-from autoresearch.store.ledger import RESULTS_HEADER
+from autoresearch.store.results_tsv import is_results_header, results_header
 from autoresearch.store.workspace import Workspace
 
 
@@ -49,8 +49,9 @@ def read_results_tsv(path: Path) -> list[Row]:
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
-        if header is None or "\t".join(header[:5]) != RESULTS_HEADER:
-            raise ReportError(f"{path}: not a results.tsv (expected the header {RESULTS_HEADER!r})")
+        if header is None or not is_results_header(header):
+            raise ReportError(f"{path}: not a results.tsv (expected the header {results_header('val_bpb')!r},"
+                              " the second column named after the metric)")
         rows = []
         for number, fields in enumerate(reader, start=2):
             if not fields:
@@ -62,8 +63,8 @@ def read_results_tsv(path: Path) -> list[Row]:
                 metric = float(value)
                 memory_gb = float(memory)
             except ValueError:
-                raise ReportError(f"{path}:{number}: val_bpb and memory_gb must be numbers") from None
-            crashed = status == "crash" or metric == 0.0 or not math.isfinite(metric)
+                raise ReportError(f"{path}:{number}: {header[1]} and memory_gb must be numbers") from None
+            crashed = status == Status.CRASH or metric == 0.0 or not math.isfinite(metric)
             rows.append(Row(len(rows), commit, None if crashed else metric, memory_gb, status, description))
     return rows
 
@@ -111,7 +112,7 @@ def running_best(rows: list[Row], direction: str = "minimize") -> list[float | N
 def zoom_range(rows: list[Row], direction: str = "minimize") -> tuple[float, float]:
     """The y-range where everything happens: from the best to the baseline, with room either side
     for the runs around them. A diverged run or any value far outside is drawn at the edge instead."""
-    kept = [r.metric for r in rows if r.status == "keep" and r.metric is not None]
+    kept = [r.metric for r in rows if r.status == Status.KEEP and r.metric is not None]
     values = [r.metric for r in rows if r.metric is not None]
     if not values:
         return 0.0, 1.0
@@ -166,8 +167,8 @@ def plot_progress(results: Results, out_stem: Path) -> list[Path]:
 
 def _draw_points(ax, rows: list[Row], low: float, high: float) -> None:
     inside = [r for r in rows if r.metric is not None and low <= r.metric <= high]
-    discarded = [r for r in inside if r.status != "keep"]
-    kept = [r for r in inside if r.status == "keep"]
+    discarded = [r for r in inside if r.status != Status.KEEP]
+    kept = [r for r in inside if r.status == Status.KEEP]
     stopped = [r for r in rows if r.stopped_at is not None]
     ax.scatter([r.index for r in discarded], [r.metric for r in discarded], s=14, color="#9aa0a6", alpha=0.5,
                label=f"discarded ({sum(r.status == 'discard' for r in rows)})", zorder=2)
@@ -218,7 +219,7 @@ def _draw_labels(ax, rows: list[Row], legend) -> None:
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     placed = [legend.get_window_extent(renderer)]
-    for r in (r for r in rows if r.status == "keep" and r.metric is not None):
+    for r in (r for r in rows if r.status == Status.KEEP and r.metric is not None):
         for dx, dy in LABEL_OFFSETS:
             arrow = {"arrowstyle": "-", "color": "#1e6e34", "alpha": 0.35, "linewidth": 0.5} if dy != 6 else None
             text = ax.annotate(short_label(r.description), (r.index, r.metric), xytext=(dx, dy), fontsize=7,
@@ -241,11 +242,11 @@ def write_html(results: Results, svg: Path, out: Path) -> Path:
     gains = []
     incumbent = None
     for row, after in zip(rows, best):
-        if row.status == "keep" and incumbent is not None and row.metric is not None:
+        if row.status == Status.KEEP and incumbent is not None and row.metric is not None:
             gains.append((gain(row.metric, incumbent, results.direction), row))
         incumbent = after
     gains.sort(key=lambda g: -g[0])
-    counts = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
+    counts = {s: sum(r.status == s for r in rows) for s in FINISHED}
     improvement = (f"{baseline:.6f} → {final:.6f} ({100 * (final - baseline) / baseline:+.2f} %)"
                    if baseline and final else "—")
     esc = html.escape
@@ -312,8 +313,8 @@ def proposer_table(rows: list[Row]) -> str:
     cells = []
     for name in names:
         mine = [r for r in rows if r.proposer == name]
-        kept = sum(r.status == "keep" for r in mine)
-        crashed = sum(r.status == "crash" for r in mine)
+        kept = sum(r.status == Status.KEEP for r in mine)
+        crashed = sum(r.status == Status.CRASH for r in mine)
         cells.append(f"<tr><td>{html.escape(name)}</td><td>{len(mine)}</td><td>{kept}</td><td>{crashed}</td></tr>")
     return ("<h2>Proposers</h2><table><tr><th>proposer</th><th>experiments</th><th>kept</th><th>crashed</th></tr>"
             + "".join(cells) + "</table>")
@@ -333,7 +334,9 @@ def load_results(source: Path) -> Results:
     path = source / "results.tsv" if source.is_dir() else source
     if path.is_file():
         rows = read_results_tsv(path)
-        return Results(rows, f"autoresearch: {source.name}", sigma=tsv_sigma(rows))
+        with open(path) as f:
+            metric = f.readline().split("\t")[1]  # the header's second column: the metric's name
+        return Results(rows, f"autoresearch: {source.name}", metric, sigma=tsv_sigma(rows))
     raise ReportError(f"{source}: neither a workspace with results nor a results.tsv")
 
 

@@ -84,7 +84,7 @@ class LiveView:
         table = Table(box=None, expand=True, show_edge=False)
         for column in ("#", "status", "val_bpb", "description", "decision"):
             table.add_column(column, overflow="fold")
-        colors = {"keep": "green", "discard": "bright_black", "crash": "red"}
+        colors = {Status.KEEP: "green", Status.DISCARD: "bright_black", Status.CRASH: "red"}
         for r in self.results:
             value = f"{r.metric:.6f}" if r.metric is not None else "-"
             table.add_row(str(r.id), Text(str(r.status), style=colors.get(r.status, "")), value, r.description[:50],

@@ -4,6 +4,9 @@
 openai:gpt-4.1`); `--model` and `--base-url` fill in for providers that name none. Each proposer
 gets a name that is unique in the study (`random`, `tpe`, `openai:gpt-4.1`): the ledger, the bandit,
 `history` and the report tell them apart by it.
+
+Model prices: [agent] input_usd_per_mtok / output_usd_per_mtok when given, else genai-prices' table;
+`check_prices` refuses a --max-cost that a model of unknown price could never reach.
 """
 
 from __future__ import annotations
@@ -11,16 +14,47 @@ from __future__ import annotations
 import dataclasses
 from contextlib import ExitStack
 
-from autoresearch.core.task import PROVIDERS, AgentSettings, ConfigError
+from autoresearch.core.errors import UserError
+from autoresearch.core.settings import PROVIDERS, AgentSettings
+from autoresearch.core.task import CONFIG_NAME, ConfigError
 from autoresearch.propose.base import Proposer
 from autoresearch.propose.llm import KnobProposer, LLMProposer
-from autoresearch.propose.models import AnthropicChat, OpenAIChat
+from autoresearch.propose.models import AnthropicChat, OpenAIChat, Pricing
 from autoresearch.propose.search import RandomProposer
 
 NO_MODEL_HINT = ("no model configured: using the built-in random proposer over the knobs train.py declares. "
                  "Plug in a model with --model NAME (OPENAI_API_KEY or ANTHROPIC_API_KEY), "
                  "--base-url URL for an OpenAI-compatible server (vLLM, Ollama, llama.cpp), or --provider local")
 DEFAULT_MODELS = {"openai": "gpt-4.1", "anthropic": "claude-sonnet-4-6"}
+
+
+class UnknownPriceError(UserError):
+    """--max-cost with a model whose price neither genai-prices nor [agent] knows: the cap could never trigger."""
+
+
+def usd_per_mtok(settings: AgentSettings) -> tuple[float, float] | None:
+    """The (input, output) USD per million tokens [agent] gives; a local model costs nothing; None: ask genai-prices."""
+    given = (settings.input_usd_per_mtok, settings.output_usd_per_mtok)
+    if given == (None, None):
+        return (0.0, 0.0) if settings.provider == "local" else None
+    if None in given or min(given) < 0:
+        raise ConfigError(f"{CONFIG_NAME}: [agent] needs both input_usd_per_mtok and output_usd_per_mtok, "
+                          f"each >= 0 (USD per million tokens), not {given[0]} and {given[1]}")
+    return float(given[0]), float(given[1])
+
+
+def check_prices(settings: list[AgentSettings], max_cost_usd: float | None) -> None:
+    """Before a study starts: with --max-cost, every model's price must be known, or its spend would count as 0."""
+    if max_cost_usd is None:
+        return
+    for one in settings:
+        if one.provider not in ("openai", "anthropic") or usd_per_mtok(one) is not None:
+            continue  # random, tpe and a local model cost nothing
+        model = one.model or DEFAULT_MODELS[one.provider]
+        if Pricing(one.provider, one.base_url or None).cost(model, 0, 0) is None:
+            raise UnknownPriceError(f"--max-cost needs the price of model {model!r}, which genai-prices does not know: "
+                                    f"give input_usd_per_mtok and output_usd_per_mtok (USD per million tokens, "
+                                    f"0 for your own server) under [agent] in {CONFIG_NAME}")
 
 
 def resolve(settings: AgentSettings, **overrides) -> AgentSettings:
@@ -62,7 +96,9 @@ def make_proposers(settings: list[AgentSettings], stack: ExitStack) -> list[Prop
     for one in settings:
         name = proposer_name(one)
         names[name] = names.get(name, 0) + 1
-        proposers.append(make_proposer(one, stack, name if names[name] == 1 else f"{name}#{names[name]}"))
+        proposer = make_proposer(one, stack, name if names[name] == 1 else f"{name}#{names[name]}")
+        proposer.max_fix_attempts = one.max_fix_attempts  # each [[agent]]'s own, read by the study
+        proposers.append(proposer)
     return proposers
 
 
@@ -77,15 +113,18 @@ def make_proposer(settings: AgentSettings, stack: ExitStack, name: str | None = 
         return TPEProposer(seed=settings.seed, name=name)
     if settings.provider == "anthropic":
         model = AnthropicChat(settings.model or DEFAULT_MODELS["anthropic"], base_url=settings.base_url or None,
-                              api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY")
+                              api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY",
+                              usd_per_mtok=usd_per_mtok(settings))
         return LLMProposer(model, settings.max_edit_retries, settings.context_tokens, name=name)
     if settings.provider == "local":
         from autoresearch.propose.local_model import LocalModelServer
 
         server = stack.enter_context(LocalModelServer())
         model = OpenAIChat(server.model, base_url=server.base_url, api_key=server.api_key, fold_system=True,
-                           max_tokens=300, timeout=120, temperature=settings.temperature)
+                           max_tokens=300, timeout=120, temperature=settings.temperature,
+                           usd_per_mtok=usd_per_mtok(settings))
         return KnobProposer(model, settings.max_edit_retries, name=name)
     model = OpenAIChat(settings.model or DEFAULT_MODELS["openai"], base_url=settings.base_url or None,
-                       api_key_env=settings.api_key_env or "OPENAI_API_KEY", temperature=settings.temperature)
+                       api_key_env=settings.api_key_env or "OPENAI_API_KEY", temperature=settings.temperature,
+                       usd_per_mtok=usd_per_mtok(settings))
     return LLMProposer(model, settings.max_edit_retries, settings.context_tokens, name=name)

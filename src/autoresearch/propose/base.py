@@ -11,9 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from autoresearch.core.records import Experiment
 from autoresearch.core.task import Task
 from autoresearch.propose.edits import Proposal
-from autoresearch.store.ledger import Experiment
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Draft:
     ledger_id: int | None = None  # set once the ledger holds it
 
     def record(self) -> dict:
-        """Columns for the ledger's proposals table."""
+        """Fields of its `ProposalRecord` (the ledger's proposals table) that the draft knows."""
         p = self.proposal
         return {
             "proposer": self.proposer, "model": self.model,
@@ -65,6 +65,7 @@ class Draft:
 
 class Proposer(Protocol):
     name: str  # unique within a study: the ledger and the bandit tell proposers apart by it
+    # max_fix_attempts: int, optional: times a crash of its goes back to it ([agent] max_fix_attempts; default 2)
 
     def propose(self, snapshot: Snapshot) -> Draft: ...
 

@@ -10,8 +10,8 @@ change instead of another nearby value. Pure: experiments and curves in, lines o
 from __future__ import annotations
 
 from autoresearch.core.curve import Point, loss_at
+from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
-from autoresearch.store.ledger import Experiment
 
 SHARES = (0.1, 0.25, 0.5, 0.75, 1.0)
 RECENT = 6

@@ -14,9 +14,10 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
+from autoresearch.core.records import Experiment
+from autoresearch.core.status import FINISHED, Status
 from autoresearch.core.task import Task
 from autoresearch.propose.base import Snapshot
-from autoresearch.store.ledger import Experiment
 
 CHARS_PER_TOKEN = 4  # a rough, conservative estimate for English and code
 MAX_DIFF_CHARS = 2500
@@ -58,9 +59,9 @@ class HistoryLine:
     delta: float | None  # metric minus the incumbent it was judged against
 
     def render(self) -> str:
-        value = f"{self.exp.metric:.6f}" if self.exp.metric is not None and self.exp.status != "crash" else "-"
-        delta = f" ({self.delta:+.6f})" if self.delta is not None and self.exp.status != "crash" else ""
-        reason = f" [{self.exp.reason[:100]}]" if self.exp.status == "crash" else ""
+        value = f"{self.exp.metric:.6f}" if self.exp.metric is not None and self.exp.status != Status.CRASH else "-"
+        delta = f" ({self.delta:+.6f})" if self.delta is not None and self.exp.status != Status.CRASH else ""
+        reason = f" [{self.exp.reason[:100]}]" if self.exp.status == Status.CRASH else ""
         return f"#{self.exp.id} {self.exp.status:7s} {value}{delta}  {self.exp.description}{reason}"
 
 
@@ -68,10 +69,10 @@ def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -
     if not experiments:
         return "No experiments yet: the first one is the baseline (run the code as it is, or a safe change)."
     lines = [HistoryLine(e, e.metric - e.incumbent if e.metric is not None and e.incumbent is not None else None)
-             for e in experiments if e.status != "running"]
-    kept = [h for h in lines if h.exp.status == "keep"]
+             for e in experiments if e.status != Status.RUNNING]
+    kept = [h for h in lines if h.exp.status == Status.KEEP]
     best = kept[-1] if kept else None
-    counts = {s: sum(1 for h in lines if h.exp.status == s) for s in ("keep", "discard", "crash")}
+    counts = {s: sum(1 for h in lines if h.exp.status == s) for s in FINISHED}
     sign = 1 if task.direction == "minimize" else -1
     parts = [f"{len(lines)} experiments so far: {counts['keep']} kept, {counts['discard']} discarded, {counts['crash']} crashed."]
     if best:
@@ -101,7 +102,7 @@ def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -
             parts.append(title + "\n" + "\n".join(h.render() for h in sorted(picked, key=lambda h: h.exp.id)))
 
     add_section("Most recent:", lines[::-1][:15])
-    near = [h for h in lines if h.exp.status == "discard" and h.delta is not None]
+    near = [h for h in lines if h.exp.status == Status.DISCARD and h.delta is not None]
     add_section("Near misses (closest to the best, not kept):", sorted(near, key=lambda h: sign * h.delta)[:8])
     add_section("Everything else tried (newest first):", lines[::-1])
     left_out = len(lines) - len(shown)

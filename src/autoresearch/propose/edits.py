@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.core.knobs import KNOB_LINE, Knob, assignment
+
 _BLOCK = re.compile(
     r"^<{5,9} ?SEARCH(?:[ \t]+(?P<path>\S+))?[ \t]*\n(?P<search>.*?)^={5,9}[ \t]*\n(?P<replace>.*?)^>{5,9} ?REPLACE[ \t]*$",
     re.MULTILINE | re.DOTALL)
@@ -124,3 +126,17 @@ def _reindent(line: str, shift: int) -> str:
     if shift > 0:
         return " " * shift + line if line.strip() else line
     return line[min(-shift, _indent(line)):] if shift < 0 else line
+
+
+def knob_edit(path: str, knob: Knob, value: object) -> Edit:
+    """A search/replace edit that sets `knob` to `value` (checked), keeping its comment."""
+    value = knob.check(value)
+    literal = f'"{value}"' if isinstance(value, str) else repr(value)
+    path = knob.path or path
+    if not KNOB_LINE.match(knob.line):  # declared in [knobs]: only the value changes
+        match = assignment(knob.name).match(knob.line)
+        return Edit(path=path, search=knob.line, replace=knob.line[:match.start("value")] + literal
+                    + knob.line[match.end("value"):])
+    prefix, comment = knob.line.split("#", 1)
+    code = f"{knob.name} = {literal}"
+    return Edit(path=path, search=knob.line, replace=f"{code.ljust(len(prefix) - 1)} #{comment}")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 
+from autoresearch.core.knobs import KnobError
+from autoresearch.core.records import Experiment
 from autoresearch.propose.base import Draft, Snapshot
 from autoresearch.propose.context import build_user_message, prompt_template, template_values
-from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, parse_answer
-from autoresearch.propose.knobs import KnobError, knob_edit
+from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, knob_edit, parse_answer
 from autoresearch.propose.models import ChatModel, ModelError
 from autoresearch.propose.search import searchable_knobs
-from autoresearch.store.ledger import Experiment
 
 
 class LLMProposer:

@@ -3,6 +3,8 @@
 `openai` covers OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp's server,
 OpenRouter); `anthropic` covers Claude. The SDKs retry 429s, 5xx and timeouts with backoff
 themselves (`max_retries`); what still fails becomes a one-line ModelError that says what to do.
+Each Completion's cost comes from genai-prices' bundled price table (offline), or from prices per
+million tokens given for the model ([agent] input_usd_per_mtok / output_usd_per_mtok), which win.
 """
 
 from __future__ import annotations
@@ -14,14 +16,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autoresearch.core.errors import UserError, first_line
-
-# USD per million tokens (input, output), for the cost column; unknown models record no cost.
-PRICES = {
-    "gpt-4.1": (2.0, 8.0), "gpt-4.1-mini": (0.4, 1.6), "gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6),
-    "gpt-5": (1.25, 10.0), "gpt-5-mini": (0.25, 2.0), "o3": (2.0, 8.0), "o4-mini": (1.1, 4.4),
-    "claude-opus-4-1": (15.0, 75.0), "claude-sonnet-4-5": (3.0, 15.0), "claude-sonnet-4": (3.0, 15.0),
-    "claude-haiku-4-5": (1.0, 5.0), "claude-3-5-haiku": (0.8, 4.0),
-}
 
 
 class ModelError(UserError):
@@ -40,7 +34,8 @@ class Completion:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_s: float = 0.0
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # None: the price is unknown
+    tokens_cached: int = 0  # of tokens_in, read from the provider's prompt cache
 
 
 class ChatModel(Protocol):
@@ -49,12 +44,29 @@ class ChatModel(Protocol):
     def complete(self, system: str, messages: list[dict], json_schema: dict | None = None) -> Completion: ...
 
 
-def price(model: str, tokens_in: int, tokens_out: int) -> float | None:
-    for name in sorted(PRICES, key=len, reverse=True):  # the most specific name first
-        if model.startswith(name):
-            per_in, per_out = PRICES[name]
+@dataclass(frozen=True)
+class Pricing:
+    """Where a model's price comes from. `usd_per_mtok` (input, output), given in [agent], wins; else
+    genai-prices' bundled table (never the network), by the server's URL when it names a known provider
+    (OpenRouter, Groq, ...), else by `provider` (openai, anthropic)."""
+    provider: str | None = None
+    base_url: str | None = None
+    usd_per_mtok: tuple[float, float] | None = None
+
+    def cost(self, model: str, tokens_in: int, tokens_out: int, tokens_cached: int = 0) -> float | None:
+        """USD for one call, or None when the price is unknown. `tokens_cached` are part of `tokens_in`."""
+        if self.usd_per_mtok is not None:
+            per_in, per_out = self.usd_per_mtok
             return (tokens_in * per_in + tokens_out * per_out) / 1e6
-    return None
+        from genai_prices import Usage, calc_price
+
+        usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=tokens_cached or None)
+        for where in ([{"provider_api_url": self.base_url}] if self.base_url else []) + [{"provider_id": self.provider}]:
+            try:
+                return float(calc_price(usage, model_ref=model, **where).total_price)
+            except LookupError:  # an unknown provider or model
+                continue
+        return None
 
 
 @dataclass
@@ -68,6 +80,7 @@ class OpenAIChat:
     max_tokens: int = 4096
     api_key: str | None = None  # overrides api_key_env (a local server's own key)
     fold_system: bool = False  # chat formats without a system role (gemma) drop it: put it in the first user turn
+    usd_per_mtok: tuple[float, float] | None = None  # (input, output) USD per million tokens; None: genai-prices
 
     def __post_init__(self):
         import openai
@@ -99,8 +112,11 @@ class OpenAIChat:
             raise ModelError("the model server answered with no choices")
         usage = response.usage
         tokens_in, tokens_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
+        cost = Pricing("openai", self.base_url, self.usd_per_mtok).cost(self.name, tokens_in, tokens_out, cached)
         return Completion(text=response.choices[0].message.content or "", model=self.name, tokens_in=tokens_in,
-                          tokens_out=tokens_out, latency_s=latency, cost_usd=price(self.name, tokens_in, tokens_out))
+                          tokens_out=tokens_out, latency_s=latency, cost_usd=cost, tokens_cached=cached)
 
 
 @dataclass
@@ -111,6 +127,7 @@ class AnthropicChat:
     timeout: float = 300.0
     max_retries: int = 5
     max_tokens: int = 4096
+    usd_per_mtok: tuple[float, float] | None = None  # (input, output) USD per million tokens; None: genai-prices
 
     def __post_init__(self):
         import anthropic
@@ -131,9 +148,13 @@ class AnthropicChat:
             response = self._client.messages.create(**args)
         latency = time.monotonic() - started
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
-        tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
+        usage = response.usage  # its input_tokens leave out the tokens read from or written to the prompt cache
+        cached = getattr(usage, "cache_read_input_tokens", None) or 0
+        tokens_in = usage.input_tokens + cached + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+        tokens_out = usage.output_tokens
+        cost = Pricing("anthropic", self.base_url, self.usd_per_mtok).cost(self.name, tokens_in, tokens_out, cached)
         return Completion(text=text, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=latency,
-                          cost_usd=price(self.name, tokens_in, tokens_out))
+                          cost_usd=cost, tokens_cached=cached)
 
 
 @contextmanager

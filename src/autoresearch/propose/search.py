@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
+from autoresearch.core.knobs import Knob, KnobError, task_knobs
 from autoresearch.propose.base import Draft, Snapshot
-from autoresearch.propose.edits import Proposal
-from autoresearch.propose.knobs import Knob, KnobError, knob_edit, task_knobs
+from autoresearch.propose.edits import Proposal, knob_edit
 
 NOT_SEARCHED = ("TORCH_COMPILE",)  # a speed switch, not a hyperparameter
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 
+from autoresearch.core.knobs import Knob
+from autoresearch.core.status import Status
 from autoresearch.propose.base import Draft, Snapshot
-from autoresearch.propose.edits import Proposal
-from autoresearch.propose.knobs import Knob, knob_edit
+from autoresearch.propose.edits import Proposal, knob_edit
 from autoresearch.propose.search import searchable_knobs
 
 
@@ -52,7 +53,7 @@ class TPEProposer:
             params = _params(snapshot.knob_values.get(exp.commit or "", {}), distributions)
             if params is None:
                 continue
-            state = optuna.trial.TrialState.COMPLETE if exp.status in ("keep", "discard") and exp.metric is not None \
+            state = optuna.trial.TrialState.COMPLETE if exp.status in (Status.KEEP, Status.DISCARD) and exp.metric is not None \
                 else optuna.trial.TrialState.FAIL
             value = exp.metric if state == optuna.trial.TrialState.COMPLETE else None
             study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value, state=state))

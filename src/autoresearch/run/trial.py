@@ -32,9 +32,9 @@ from pathlib import Path
 from autoresearch.core.budget import BudgetReading, measure, past_any_allowance, wall_parts
 from autoresearch.core.errors import one_line
 from autoresearch.core.hashing import directory_sha256, file_sha256
+from autoresearch.core.knobs import KnobError, flag_values
 from autoresearch.core.summary import metric_value, pattern_failure, read_metrics
 from autoresearch.core.task import Task
-from autoresearch.propose.knobs import KnobError, flag_values
 from autoresearch.run.clock import ClockChannel, Timeline
 from autoresearch.run.evaluation import GATE, Evaluation, Evaluator, early_start_point, interpret
 from autoresearch.run.process import (
@@ -112,7 +112,7 @@ def run_trial(spec: RunSpec, on_line=None, sandbox: Sandbox | None = None) -> Tr
     try:
         # {seed}: the harness's seed for a command that takes one as a flag (a flag knob of that name wins)
         seed = {"seed": str(spec.seed)} if spec.seed is not None else {}
-        argv = fill_flags(spec.task.command, {**seed, **flag_values(spec.checkout.root, spec.task)})
+        argv = fill_flags(spec.task.command, {**seed, **_flag_values(spec)})
     except KnobError as exc:  # the candidate's knob file cannot give the command its flags
         return TrialResult.never_ran(spec.paths.log, str(exc))
     trusted = bool(spec.task.evaluation.command)
@@ -397,3 +397,14 @@ def _installed() -> dict[str, str]:
             return ""
     return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.node(),
             "autoresearch": version("autoresearch"), "torch": version("torch"), "numpy": version("numpy")}
+
+
+def _flag_values(spec: RunSpec) -> dict[str, str]:
+    """The candidate's command-line flag knobs, as its checkout's knob file holds them."""
+    if not any(not k.file for k in spec.task.knobs):
+        return {}
+    try:
+        text = (spec.checkout.root / spec.task.knob_file).read_text()
+    except OSError as exc:
+        raise KnobError(f"{spec.task.knob_file} cannot be read ({exc})") from None
+    return flag_values(text, spec.task)

@@ -21,7 +21,7 @@ from autoresearch.core.knob_spec import spec_problem
 from autoresearch.core.task import CONFIG_NAME, ConfigError, parse_task
 from autoresearch.store import gitops
 from autoresearch.store.templates import default_tag, toml_string
-from autoresearch.store.workspace import STATE_DIR
+from autoresearch.store.workspace import SCHEMA_LINE, STATE_DIR, Workspace
 
 IGNORED = (f"{STATE_DIR}/", "results.tsv")
 KNOB_FILE = "knobs.toml"
@@ -169,7 +169,7 @@ def _render(name: str, options: AdoptOptions, argv: list[str], files: tuple[list
             budget: float) -> str:
     editable, frozen = files
     listed = lambda items: "[" + ", ".join(toml_string(i) for i in items) + "]"  # noqa: E731
-    lines = ["# autoresearch task of an adopted repository: what to run and how to score it. Frozen.", "[task]",
+    lines = [SCHEMA_LINE, "# autoresearch task of an adopted repository: what to run and how to score it. Frozen.", "[task]",
              f"name = {toml_string(name)}", f"command = {listed(argv)}",
              f"metric = {toml_string(options.metric)}", f"direction = {toml_string(options.direction)}",
              f"editable = {listed(editable)}", f"frozen = {listed([*frozen, CONFIG_NAME])}"]
@@ -222,6 +222,7 @@ def write(root: Path, adopted: Plan) -> list[str]:
                     + "\n".join(missing) + "\n")
     gitops.git(root, "add", *files, ".gitignore")
     gitops.git(root, "commit", "-q", "-m", "autoresearch: adopt this repository")
+    Workspace(root).write_schema()
     return [*files, ".gitignore"]
 
 

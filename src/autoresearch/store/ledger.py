@@ -2,8 +2,8 @@
 
 The source of truth is an SQLite database in the workspace's state directory (every attempt with
 its diff, metrics, timings and log path, every run, every proposal). `results.tsv`, in the
-original autoresearch's format, is a view of it, rewritten atomically after each experiment, so
-the two can never disagree. Readers (dashboard, report, MCP, history, exports) open it with
+original autoresearch's format, is a view of it (store/results_tsv.py), rewritten atomically after
+each experiment, so the two can never disagree. Readers (dashboard, report, MCP, history, exports) open it with
 `readonly=True`: an SQLite connection in read-only mode, whose write methods refuse.
 """
 
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.core.best import running_best
 from autoresearch.core.curve import Point
-from autoresearch.core.status import FINISHED, Status
-
-RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+from autoresearch.core.records import Experiment, Outcome, ProposalRecord, RunRecord
+from autoresearch.core.status import FINISHED, ProposalStatus, Status
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -102,58 +99,24 @@ CREATE TABLE IF NOT EXISTS verifications (
 );
 """
 
+# Columns added after the first ledgers were written, (table, column, declaration): applied to a
+# ledger that lacks them, in this order. Add to the end; never change a line once released.
+_MIGRATIONS = (
+    ("experiments", "proposal_id", "INTEGER"),
+    ("experiments", "proposer", "TEXT NOT NULL DEFAULT ''"),
+)
 
-@dataclass(frozen=True)
-class Experiment:
-    id: int
-    branch: str
-    parent: str
-    commit: str | None
-    description: str
-    status: str
-    metric: float | None
-    incumbent: float | None
-    metrics: dict = field(default_factory=dict)
-    reason: str = ""
-    diff: str = ""
-    log_path: str = ""
-    attempt_ref: str = ""
-    exit_code: int | None = None
-    timed_out: bool = False
-    wall_seconds: float | None = None
-    started_at: float = 0.0
-    finished_at: float | None = None
-    proposal_id: int | None = None
-    proposer: str = ""  # who proposed it: "random", "openai:gpt-4.1", ...; "" for baselines and `exp`
-
-    @property
-    def memory_gb(self) -> float:
-        mb = self.metrics.get("peak_vram_mb")
-        return mb / 1024 if isinstance(mb, (int, float)) and math.isfinite(mb) else 0.0
+_PROPOSAL_COLUMNS = ("kind", "status", "proposer", "model", "branch", "parent", "description", "reasoning",
+                     "edits_json", "prompt", "response", "tokens_in", "tokens_out", "cost_usd", "latency_s",
+                     "attempts", "error", "experiment_id", "fix_of", "created_at")
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One run of an experiment, as the runs table keeps it."""
-    metric: float | None
-    metrics: dict
-    exit_code: int | None
-    timed_out: bool
-    wall_seconds: float | None
-    log_path: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an experiment ended, as the experiments table keeps it."""
-    status: Status
-    metric: float | None
-    incumbent: float | None
-    metrics: dict
-    reason: str
-    exit_code: int | None = None
-    timed_out: bool = False
-    wall_seconds: float | None = None
+def _create(db: sqlite3.Connection) -> None:
+    """The schema, then the migrations a ledger made before them still needs."""
+    db.executescript(_SCHEMA)
+    for table, column, declaration in _MIGRATIONS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 class LedgerError(RuntimeError):
@@ -174,8 +137,7 @@ class Ledger:
         if self.readonly and not self.path.exists():  # nothing recorded yet: an empty record, written nowhere
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self.db.executescript(_SCHEMA + "ALTER TABLE experiments ADD COLUMN proposal_id INTEGER;"
-                                  "ALTER TABLE experiments ADD COLUMN proposer TEXT NOT NULL DEFAULT '';")
+            _create(self.db)
             self._identity = None
             return
         if self.readonly:  # a reader never changes the file, not even its journal mode
@@ -187,11 +149,7 @@ class Ledger:
         self.db.row_factory = sqlite3.Row  # rows know their column names
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(experiments)")}
-        for name, kind in (("proposal_id", "INTEGER"), ("proposer", "TEXT NOT NULL DEFAULT ''")):
-            if name not in columns:  # ledgers made before these were recorded
-                self.db.execute(f"ALTER TABLE experiments ADD COLUMN {name} {kind}")
+        _create(self.db)
         self._identity = _file_identity(self.path)
 
     def __enter__(self) -> Ledger:
@@ -317,24 +275,25 @@ class Ledger:
             groups.setdefault(same_code_as.get(exp_id, exp_id), []).extend(metrics)
         return [g for g in groups.values() if len(g) >= 2]
 
-    def add_proposal(self, record: dict) -> int:
-        record = {"created_at": time.time(), **record}  # when it was asked for, if the caller knows
-        names = ", ".join(record)
-        cur = self._write(f"INSERT INTO proposals ({names}) VALUES ({', '.join('?' * len(record))})",
-                              tuple(record.values()))
+    def add_proposal(self, record: ProposalRecord) -> int:
+        """A new proposal (its `id` is the ledger's to give: the one returned)."""
+        cur = self._write(f"INSERT INTO proposals ({', '.join(_PROPOSAL_COLUMNS)})"
+                          f" VALUES ({', '.join('?' * len(_PROPOSAL_COLUMNS))})",
+                          tuple(getattr(record, name) for name in _PROPOSAL_COLUMNS))
         return int(cur.lastrowid)
 
     def set_proposal_status(self, proposal_id: int, status: str, error: str = "") -> None:
         self._write("UPDATE proposals SET status = ?, error = CASE WHEN ? = '' THEN error ELSE ? END WHERE id = ?",
-                        (status, error, error, proposal_id))
+                    (status, error, error, proposal_id))
 
-    def proposals(self, status: str | None = None, branch: str | None = None) -> list[dict]:
+    def proposals(self, status: str | None = None, branch: str | None = None) -> list[ProposalRecord]:
         query, args = "SELECT * FROM proposals WHERE 1=1", []
         if status:
             query, args = query + " AND status = ?", [*args, status]
         if branch:
             query, args = query + " AND branch = ?", [*args, branch]
-        return [dict(row) for row in self.db.execute(query + " ORDER BY id", args)]
+        return [ProposalRecord(**{**dict(row), "status": ProposalStatus(row["status"])})
+                for row in self.db.execute(query + " ORDER BY id", args)]
 
     def runs(self, exp_id: int) -> list[dict]:
         """Every run of one experiment: n, metric, metrics, log path, exit code."""
@@ -347,7 +306,7 @@ class Ledger:
         rows = [(exp_id, n, p.step, p.fraction, p.loss if math.isfinite(p.loss) else None, p.tokens_per_second,
                  p.seconds) for p in points]
         if rows:
-                self._write_many("INSERT INTO curves (experiment_id, n, step, fraction, loss, tokens_per_second, seconds)"
+            self._write_many("INSERT INTO curves (experiment_id, n, step, fraction, loss, tokens_per_second, seconds)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def curves(self, exp_ids: list[int] | None = None) -> dict[int, dict[int, list[Point]]]:
@@ -474,42 +433,3 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
 
-
-def results_tsv_rows(experiments: list[Experiment]) -> list[str]:
-    """Finished experiments in the original's results.tsv format (running ones are not shown)."""
-    lines = [RESULTS_HEADER]
-    for exp in experiments:
-        if exp.status == "running":
-            continue
-        crashed = exp.status == "crash" or exp.metric is None
-        value, memory = (0.0, 0.0) if crashed else (exp.metric, exp.memory_gb)
-        description = " ".join((exp.description + _decision_tag(exp)).split())  # no tabs or newlines in a field
-        lines.append(f"{(exp.commit or exp.parent)[:7]}\t{value:.6f}\t{memory:.1f}\t{exp.status}\t{description}")
-    return lines
-
-
-def _decision_tag(exp: Experiment) -> str:
-    """The noise and the decision's margin, short enough for a description column."""
-    if exp.status == "crash":
-        if exp.metrics.get("over_budget"):
-            return " [over budget]"
-        return " [invalid: caught by the evaluation]" if exp.metrics.get("invalid") else ""
-    runs, sigma, margin = exp.metrics.get("runs"), exp.metrics.get("sigma"), exp.metrics.get("margin")
-    if isinstance(exp.metrics.get("stopped_at"), (int, float)):
-        return f" [stopped at {100 * exp.metrics['stopped_at']:.0f} %]"
-    parts = []
-    if isinstance(margin, (int, float)):
-        parts.append(f"{margin:+.1f} sd")
-    if isinstance(runs, (int, float)) and runs > 1:
-        parts.append(f"mean of {runs:.0f} runs")
-    if isinstance(sigma, (int, float)) and exp.incumbent is None:  # the baseline row says how noisy runs are
-        parts.append(f"sd {sigma:.4f}")
-    if exp.metrics.get("change"):
-        parts.append(str(exp.metrics["change"]))
-    return f" [{', '.join(parts)}]" if parts and exp.status != "crash" else ""
-
-
-def write_results_tsv(path: Path, experiments: list[Experiment]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text("\n".join(results_tsv_rows(experiments)) + "\n")
-    os.replace(tmp, path)

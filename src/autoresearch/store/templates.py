@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from autoresearch.core.knobs import set_knob_ranges
 from autoresearch.store import gitops
-from autoresearch.store.workspace import WorkspaceError
+from autoresearch.store.workspace import SCHEMA_LINE, Workspace, WorkspaceError
 
 TEMPLATES = {
     "llm": "GPT pretraining scored by validation bits per byte (presets: h100, gpu, mps, cpu)",
@@ -69,7 +70,8 @@ def render_llm_config(preset: Preset, dataset: str | None = None, budget_seconds
     if budget_seconds:
         budget = {"kind": "seconds", "value": budget_seconds, "timeout": max(budget_seconds * 2 + 60, 120)}
     data = dict(preset.data, **({"dataset": dataset} if dataset else {}))
-    return f"""# autoresearch task: what to run and how to score it. Frozen: experiments must not change it.
+    return f"""{SCHEMA_LINE}
+# autoresearch task: what to run and how to score it. Frozen: experiments must not change it.
 [task]
 name = "llm"
 preset = "{preset.name}"
@@ -141,11 +143,11 @@ def init_workspace(path: Path, *, template: str = "llm", preset: str | None = No
     gitops.git(path, "add", "--all")
     gitops.git(path, "commit", "-q", "-m", f"autoresearch workspace from the {template} template")
     gitops.git(path, "checkout", "-q", "-b", f"autoresearch/{tag}")
+    Workspace(path).write_schema()
     return path
 
 
 def _apply_preset(path: Path, preset_name: str, dataset: str | None, budget_seconds: float | None) -> None:
-    from autoresearch.propose.knobs import set_knob_ranges
 
     presets = load_presets()
     if preset_name not in presets:

@@ -21,6 +21,7 @@ top of its parent without touching the working tree; the branch moves only to a 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.core.errors import UserError
+from autoresearch.core.settings import json_schema
 from autoresearch.core.task import CONFIG_NAME, Task, load_task
 from autoresearch.store import gitops
 
 STATE_DIR = ".autoresearch"  # the only spelling of it in the package
+SCHEMA_FILE = f"{STATE_DIR}/autoresearch.schema.json"  # what the first line of autoresearch.toml points editors to
+SCHEMA_LINE = f"#:schema ./{SCHEMA_FILE}"  # Taplo / Even Better TOML: complete and check the file with it
 
 
 class WorkspaceError(UserError):
@@ -65,6 +69,13 @@ class Workspace:
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
         self.state = self.root / STATE_DIR
+
+    def write_schema(self) -> Path:
+        """The JSON schema of autoresearch.toml where its first line points (state: never committed)."""
+        path = self.root / SCHEMA_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+        return path
 
     @classmethod
     def of(cls, where: Workspace | Path | str) -> Workspace:

@@ -13,11 +13,13 @@ import math
 import statistics
 
 from autoresearch.core.hashing import file_sha256
+from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
 from autoresearch.core.summary import metric_value, parse_summary
 from autoresearch.core.task import Task
 from autoresearch.store import gitops
-from autoresearch.store.ledger import Experiment, Ledger, results_tsv_rows
+from autoresearch.store.ledger import Ledger
+from autoresearch.store.results_tsv import results_tsv_rows
 from autoresearch.store.workspace import Workspace
 
 PRINTED = 5e-7  # metrics are printed with 6 decimals
@@ -28,15 +30,15 @@ def audit(ws: Workspace, ledger: Ledger, task: Task, branch: str) -> tuple[list[
     everything = ledger.experiments()
     experiments = [e for e in everything if e.branch == branch]
     kept = [e for e in experiments if e.status == Status.KEEP]
-    problems = _results_tsv(ws, everything) + _git(ws, experiments, ledger.incumbent(branch), branch)
+    problems = _results_tsv(ws, everything, task.metric) + _git(ws, experiments, ledger.incumbent(branch), branch)
     metric_problems, runs = _metrics(ws, ledger, task, experiments)
     problems += metric_problems + _provenance(ws, task, kept)
     return problems, {"experiments": len(experiments), "runs": runs, "kept": len(kept)}
 
 
-def _results_tsv(ws: Workspace, experiments: list[Experiment]) -> list[str]:
+def _results_tsv(ws: Workspace, experiments: list[Experiment], metric: str) -> list[str]:
     path = ws.root / "results.tsv"
-    want = results_tsv_rows(experiments)
+    want = results_tsv_rows(experiments, metric)
     if not path.exists():
         return [f"results.tsv is missing (the ledger holds {len(want) - 1} finished experiments)"] if len(want) > 1 else []
     got = path.read_text().splitlines()

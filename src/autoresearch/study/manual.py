@@ -31,7 +31,7 @@ def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool 
     if not description:
         raise ExperimentError("an experiment needs a description: autoresearch exp -m \"what changed\"")
     with ws.lock(), ws.open_ledger() as ledger:
-        recover_interrupted(ws, ledger)
+        recover_interrupted(ws, ledger, task.metric)
         changed_files = ws.changed([*task.frozen, *task.editable])  # one look at the working tree for both
         touched = [name for name in changed_files if name in task.frozen]
         if touched:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from autoresearch.core.abort import Verdict
 from autoresearch.core.budget import OVER_BUDGET, over_budget, warmup_bound
 from autoresearch.core.judge import Decision, Evidence, change_size, classify_change, judge, pooled_sigma
+from autoresearch.core.records import Experiment, Outcome, RunRecord
 from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 from autoresearch.run.trial import TrialResult
-from autoresearch.store.ledger import Experiment, Ledger, Outcome, RunRecord, write_results_tsv
+from autoresearch.store.ledger import Ledger
+from autoresearch.store.results_tsv import write_results_tsv
 from autoresearch.store.workspace import RunPaths, Workspace
 
 SEEDS_PER_EXPERIMENT = 1000  # seeds k * 1000 + 1, ... belong to experiment k where its runs need seeds of their own
@@ -120,8 +122,8 @@ def _over_budget(task: Task, ledger: Ledger, candidate: Candidate, trial: TrialR
     return reason
 
 
-def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decision) -> ExperimentResult:
-    """Record the decision; results.tsv follows."""
+def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decision, metric: str) -> ExperimentResult:
+    """Record the decision; results.tsv (its second column named `metric`, the task's) follows."""
     for handoff in ws.run_dir(candidate.exp_id).glob("*.handoff"):  # models are large: keep a kept one's first only
         if decision.status != Status.KEEP or handoff.name != ws.run_paths(candidate.exp_id).handoff.name:
             shutil.rmtree(handoff, ignore_errors=True)
@@ -140,7 +142,7 @@ def close(ws: Workspace, ledger: Ledger, candidate: Candidate, decision: Decisio
     incumbent_metric = statistics.fmean(candidate.incumbent_runs) if candidate.incumbent_runs else None
     ledger.finish(candidate.exp_id, Outcome(decision.status, mean, incumbent_metric, summary, decision.reason,
                                             trial.run.exit_code, trial.run.timed_out, candidate.wall))
-    write_results_tsv(ws.root / "results.tsv", ledger.experiments())
+    write_results_tsv(ws.root / "results.tsv", ledger.experiments(), metric)
     return ExperimentResult(id=candidate.exp_id, status=Status(decision.status), metric=mean,
                             incumbent=incumbent_metric, reason=decision.reason, commit=candidate.commit,
                             parent=candidate.parent, description=candidate.description, metrics=summary,

@@ -6,17 +6,20 @@ it left are killed; the branch is moved back if it still points at a commit that
 
 from __future__ import annotations
 
+from autoresearch.core.records import Outcome
 from autoresearch.core.status import Status
 from autoresearch.run.process import kill_recorded
 from autoresearch.store import gitops
-from autoresearch.store.ledger import Ledger, Outcome, write_results_tsv
+from autoresearch.store.ledger import Ledger
+from autoresearch.store.results_tsv import write_results_tsv
 from autoresearch.store.workspace import Workspace
 
 INTERRUPTED = "interrupted: the harness stopped during this experiment"
 
 
-def recover_interrupted(ws: Workspace, ledger: Ledger) -> list[int]:
-    """Close experiments left running by a harness that was killed. Returns the ids it closed."""
+def recover_interrupted(ws: Workspace, ledger: Ledger, metric: str) -> list[int]:
+    """Close experiments left running by a harness that was killed (results.tsv's second column is named
+    `metric`, the task's). Returns the ids it closed."""
     ws = Workspace.of(ws)
     closed = []
     for exp in ledger.running():
@@ -29,7 +32,7 @@ def recover_interrupted(ws: Workspace, ledger: Ledger) -> list[int]:
         ledger.finish(exp.id, Outcome(Status.CRASH, None, None, {}, INTERRUPTED))
         closed.append(exp.id)
     if closed:
-        write_results_tsv(ws.root / "results.tsv", ledger.experiments())
+        write_results_tsv(ws.root / "results.tsv", ledger.experiments(), metric)
     return closed
 
 

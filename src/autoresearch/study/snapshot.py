@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from autoresearch.core.knobs import knob_values
+from autoresearch.core.records import Experiment
 from autoresearch.core.task import Task
 from autoresearch.propose.base import Snapshot
 from autoresearch.propose.context import frozen_api
-from autoresearch.propose.knobs import KnobError, task_knobs
-from autoresearch.store.ledger import Experiment
 from autoresearch.store.workspace import Workspace
 
 
@@ -40,11 +40,7 @@ class Snapshots:
     def knob_values(self, commit: str) -> dict:
         """The knob values the main editable file declares at `commit` ({} if it cannot be read)."""
         if commit not in self._knobs:
-            try:
-                knobs = task_knobs(self.files_at(commit), self.task)
-                self._knobs[commit] = {k.name: k.current for k in knobs}
-            except KnobError:
-                self._knobs[commit] = {}
+            self._knobs[commit] = knob_values(self.files_at(commit), self.task)
         return self._knobs[commit]
 
     def take(self, parent: str, history: list[Experiment], in_flight: list[str] = (), notes: list[str] = (),

@@ -25,11 +25,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from autoresearch.core.abort import AbortRule, Verdict
 from autoresearch.core.curve import parse_progress
 from autoresearch.core.events import EventBus, ExperimentFinished, Note, Progress, RunOutput, RunStarted, StudyStopped
 from autoresearch.core.judge import Decision
+from autoresearch.core.records import Experiment, ProposalRecord
 from autoresearch.core.results import ExperimentResult, StudySummary
+from autoresearch.core.settings import AgentSettings, StudySettings
 from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.execute.base import Executor, Job, JobResult
 from autoresearch.propose.bandit import Bandit
@@ -37,7 +41,6 @@ from autoresearch.propose.base import Draft, Proposer
 from autoresearch.propose.briefing import briefing, curves_wanted
 from autoresearch.propose.edits import Edit, EditError, Proposal, apply_to_texts
 from autoresearch.run.trial import log_tail
-from autoresearch.store.ledger import Experiment
 from autoresearch.store.workspace import Workspace, WorkspaceError
 from autoresearch.study.curves import CurveWatch
 from autoresearch.study.records import Candidate, close, next_run, register, stopped_early, weigh
@@ -48,21 +51,10 @@ from autoresearch.study.stops import StopRules
 MAX_BACKOFF_S = 60.0
 
 
-@dataclass
-class StudyOptions:
-    max_experiments: int | None = None  # started by this invocation; with one slot the baseline is one of them
-    hours: float | None = None
-    max_cost_usd: float | None = None  # model spend of this invocation
-    pipeline: bool = True  # write the next proposal while the slots are busy
-    max_fix_attempts: int = 2  # times a crash goes back to its proposer
-    top_k: int = 1  # >1: sometimes propose from one of the k best kept commits, not only the best
-    explore: float = 0.3  # with top_k > 1: the share of proposals made from a commit other than the best
-    seed: int | None = None  # of those choices and of the bandit
-    failure_backoff_s: float = 5.0  # first wait after a proposal that could not run; doubles, capped at 60 s
-    max_idle_proposals: int = 30  # stop after this many proposals in a row that could not run
+@pydantic_dataclass(frozen=True)
+class StudyOptions(StudySettings):
+    """[study] with the command line's word on top, and what only a command line says."""
     early_abort: bool | None = None  # None: as [early_abort] says (on by default); True: on; False: off
-    stagnation_after: int = 8  # experiments without a keep before the proposer is asked for a structural change
-    poll_s: float = 0.5  # longest wait for a result before the stop rules are looked at again
 
 
 @dataclass
@@ -194,7 +186,7 @@ class Study:
         except KeyboardInterrupt:  # close the experiments in flight as interrupted, so the record is whole
             self.summary.stop_reason = "interrupted (Ctrl-C)"
             self.executor.close()
-            recover_interrupted(self.ws, self.ledger)
+            recover_interrupted(self.ws, self.ledger, self.task.metric)
 
     def _loop(self) -> None:
         if not self.proposers:
@@ -228,7 +220,7 @@ class Study:
                 self.stopping = self.stopping or self.rules.limit(self.started, self.summary.spent_usd, self.verb)
 
     def _recover(self) -> None:
-        closed = recover_interrupted(self.ws, self.ledger)
+        closed = recover_interrupted(self.ws, self.ledger, self.task.metric)
         if closed:
             self.bus.publish(Note(f"closed {len(closed)} experiment(s) interrupted by the last stop: {closed}"))
 
@@ -373,11 +365,11 @@ class Study:
         self.summary.spent_usd += draft.cost_usd or 0.0
         if draft.ledger_id is None:
             status = ProposalStatus.PENDING if draft.proposal else ProposalStatus.FAILED
-            draft.ledger_id = self.ledger.add_proposal({
+            draft.ledger_id = self.ledger.add_proposal(ProposalRecord(**{
                 **draft.record(), "created_at": request.asked_at, "proposer": request.proposer, "kind": request.kind,
                 "branch": self.branch,
-                "parent": request.parent, "status": str(status),
-                "fix_of": request.fix.crashed.id if request.fix else None})
+                "parent": request.parent, "status": status,
+                "fix_of": request.fix.crashed.id if request.fix else None}))
         return draft.ledger_id
 
     def _failed(self, request: _Request) -> None:
@@ -409,12 +401,12 @@ class Study:
         best = self.ledger.incumbent(self.branch)
         drafts = []
         for row in self.ledger.proposals(status=ProposalStatus.PENDING, branch=self.branch):
-            if row["kind"] != "propose" or row["parent"] != best.commit:
-                self.ledger.set_proposal_status(row["id"], ProposalStatus.STALE, "written against an older best")
+            if row.kind != "propose" or row.parent != best.commit:
+                self.ledger.set_proposal_status(row.id, ProposalStatus.STALE, "written against an older best")
                 continue
-            edits = [Edit(**e) for e in json.loads(row["edits_json"])]
-            drafts.append(Draft(Proposal(row["description"], row["reasoning"], edits), row["proposer"],
-                                model=row["model"], ledger_id=row["id"]))
+            edits = [Edit(**e) for e in json.loads(row.edits_json)]
+            drafts.append(Draft(Proposal(row.description, row.reasoning, edits), row.proposer,
+                                model=row.model, ledger_id=row.id))
         return drafts
 
     def _keep_background(self) -> None:
@@ -464,7 +456,7 @@ class Study:
             return None
         del self.flying[candidate.exp_id]
         decision, replay = self._settle(entry, decision, head)
-        finished = close(self.ws, self.ledger, candidate, decision)
+        finished = close(self.ws, self.ledger, candidate, decision, self.task.metric)
         self.summary.experiments.append(finished)
         self.bus.publish(ExperimentFinished(finished))
         if finished.status == Status.CRASH:
@@ -508,7 +500,8 @@ class Study:
     def _queue_fix(self, entry: InFlight, finished: ExperimentResult) -> None:
         attempt = entry.fix_attempt + 1
         proposer = entry.candidate.proposer
-        if attempt > self.options.max_fix_attempts or proposer not in self.proposers:
+        if proposer not in self.proposers or attempt > getattr(self.proposers[proposer], "max_fix_attempts",
+                                                                AgentSettings.max_fix_attempts):
             return
         edits = entry.proposal.edits if entry.proposal else []
         self.fixes.append(_Fix(self.ledger.get(finished.id), proposer, attempt, entry.candidate.against, edits))

@@ -26,10 +26,11 @@ from autoresearch.core.budget import over_budget, warmup_bound
 from autoresearch.core.errors import UserError
 from autoresearch.core.events import EventBus, Note, RunStarted
 from autoresearch.core.judge import t_quantile
+from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 from autoresearch.execute.base import Executor, Job
-from autoresearch.store.ledger import Experiment, Ledger
+from autoresearch.store.ledger import Ledger
 from autoresearch.store.workspace import Workspace
 from autoresearch.study.audit import audit
 

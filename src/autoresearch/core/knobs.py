@@ -7,7 +7,9 @@ A knob is a module-level assignment with a `# knob:` comment that gives its type
     WINDOW_PATTERN = "SSSL"   # knob: choice L|SL|SSL|SSSL
 
 Proposers that need no model (random search, TPE) and small models under constrained decoding
-change knobs only; `knob_edit` turns a new value into an ordinary search/replace edit.
+change knobs only (propose/edits.py `knob_edit` turns a new value into a search/replace edit); presets
+narrow their ranges; a run's command takes flag knobs' values. Reading them is a rule of the task, so
+it lives here, with no disk and no git: callers hand over the files' text.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import ast
 import math
 import random
 import re
+import tomllib
 from dataclasses import dataclass, replace
 
 from autoresearch.core.knob_spec import CHOICE, RANGE
-from autoresearch.propose.edits import Edit
-from autoresearch.store import gitops
 
-_KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
+KNOB_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>[^#\n]+?)\s*#\s*knob:\s*(?P<spec>.*)$", re.MULTILINE)
 
 
 class KnobError(ValueError):
@@ -96,7 +97,7 @@ class Knob:
 
 def parse_knobs(source: str) -> list[Knob]:
     knobs = []
-    for match in _KNOB_LINE.finditer(source):
+    for match in KNOB_LINE.finditer(source):
         name = match["name"]
         try:
             current = ast.literal_eval(match["value"])
@@ -127,21 +128,7 @@ def _literal_or_text(text: str) -> object:
     return value if isinstance(value, (int, float)) else text
 
 
-def knob_edit(path: str, knob: Knob, value: object) -> Edit:
-    """A search/replace edit that sets `knob` to `value` (checked), keeping its comment."""
-    value = knob.check(value)
-    literal = f'"{value}"' if isinstance(value, str) else repr(value)
-    path = knob.path or path
-    if not _KNOB_LINE.match(knob.line):  # declared in [knobs]: only the value changes
-        match = _assignment(knob.name).match(knob.line)
-        return Edit(path=path, search=knob.line, replace=knob.line[:match.start("value")] + literal
-                    + knob.line[match.end("value"):])
-    prefix, comment = knob.line.split("#", 1)
-    code = f"{knob.name} = {literal}"
-    return Edit(path=path, search=knob.line, replace=f"{code.ljust(len(prefix) - 1)} #{comment}")
-
-
-def _assignment(name: str) -> re.Pattern:
+def assignment(name: str) -> re.Pattern:
     """`name = value` (Python, TOML) or `name: value` (YAML), with an optional comment after it."""
     return re.compile(rf"^[ \t]*{re.escape(name)}[ \t]*[=:][ \t]*(?P<value>[^#\n]*?)[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -151,7 +138,7 @@ def declared_knobs(files: dict[str, str], task) -> list[Knob]:
     knobs = []
     for decl in task.knobs:
         path = decl.file or task.knob_file
-        match = _assignment(decl.name).search(files.get(path, ""))
+        match = assignment(decl.name).search(files.get(path, ""))
         if match is None:
             raise KnobError(f"[knobs] {decl.name}: {path} assigns no value to it (e.g. '{decl.name} = 0.001')")
         knobs.append(knob_from_spec(decl.name, _literal_or_text(match["value"].strip()), decl.spec, match.group(0),
@@ -164,24 +151,6 @@ def task_knobs(files: dict[str, str], task) -> list[Knob]:
     main = task.editable[0]
     commented = [k for k in parse_knobs(files.get(main, "")) if k.name not in {d.name for d in task.knobs}]
     return [replace(k, path=main) for k in commented] + declared_knobs(files, task)
-
-
-def flag_values(checkout_root, task) -> dict[str, str]:
-    """The command-line flag knobs' values as the run's checkout holds them (for `{name}` in the command)."""
-    import tomllib
-
-    flags = [k.name for k in task.knobs if not k.file]
-    if not flags:
-        return {}
-    path = checkout_root / task.knob_file
-    try:
-        values = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise KnobError(f"{task.knob_file} cannot be read as TOML ({exc})") from None
-    missing = [name for name in flags if name not in values]
-    if missing:
-        raise KnobError(f"{task.knob_file} has no value for {', '.join(missing)} (e.g. '{missing[0]} = 0.001')")
-    return {name: str(values[name]) for name in flags}
 
 
 def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
@@ -202,13 +171,29 @@ def set_knob_ranges(source: str, ranges: dict[str, str]) -> str:
     return source
 
 
-def knob_values_at(workspace, commit: str | None, task) -> dict[str, object]:
-    """The knob values of `task` at `commit` ({} if its files are missing or its knobs cannot be read)."""
-    if not commit:
-        return {}
-    paths = {task.editable[0], *(d.file or task.knob_file for d in task.knobs)}
-    files = {p: (gitops.file_at(workspace, commit, p) or b"").decode(errors="replace") for p in paths}
+def knob_paths(task) -> list[str]:
+    """The files a task's knobs live in: the main editable file and those `[knobs]` names."""
+    return sorted({task.editable[0], *(d.file or task.knob_file for d in task.knobs)})
+
+
+def knob_values(files: dict[str, str], task) -> dict[str, object]:
+    """The current value of each knob of `task` in `files` ({} if they cannot be read)."""
     try:
         return {k.name: k.current for k in task_knobs(files, task)}
     except KnobError:
         return {}
+
+
+def flag_values(knob_file_text: str, task) -> dict[str, str]:
+    """The command-line flag knobs' values, from the knob file's text (for `{name}` in the command)."""
+    flags = [k.name for k in task.knobs if not k.file]
+    if not flags:
+        return {}
+    try:
+        values = tomllib.loads(knob_file_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise KnobError(f"{task.knob_file} cannot be read as TOML ({exc})") from None
+    missing = [name for name in flags if name not in values]
+    if missing:
+        raise KnobError(f"{task.knob_file} has no value for {', '.join(missing)} (e.g. '{missing[0]} = 0.001')")
+    return {name: str(values[name]) for name in flags}

@@ -102,7 +102,7 @@ def load_task_like():
 def test_a_comment_only_change_runs_on_seeds_of_its_own():
     """Pooled with its parent's runs as the same code, it must not repeat the parent's seeds 1, 2, 3
     (on a deterministic set-up it would repeat the parent's numbers and shrink the noise)."""
-    from autoresearch.study.records import Candidate
+    from autoresearch.study.candidate import Candidate
     comment = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-# old\n+# new\n"
     code = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-DEPTH = 4\n+DEPTH = 5\n"
     assert [Candidate(7, "c", "p", "d", code, None, []).seed(n) for n in (1, 2)] == [1, 2]

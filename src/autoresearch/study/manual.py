@@ -8,15 +8,18 @@ as a study's candidates (one local slot), and the branch moves back unless it is
 from __future__ import annotations
 
 from autoresearch.core.errors import UserError
-from autoresearch.core.events import EventBus
+from autoresearch.core.events import EventBus, ExperimentFinished
 from autoresearch.core.results import ExperimentResult
+from autoresearch.core.settings import StudySettings
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
 from autoresearch.execute.local import LocalExecutor, plan_slots
 from autoresearch.store.gitops import AUTORESEARCH_REFS
 from autoresearch.store.workspace import Workspace
+from autoresearch.study.curves import CurveWatch
+from autoresearch.study.records import Recorder
 from autoresearch.study.recovery import recover_interrupted
-from autoresearch.study.study import Study
+from autoresearch.study.runs import Runs
 
 
 class ExperimentError(UserError):
@@ -49,11 +52,22 @@ def run_experiment(workspace: Workspace, description: str, *, allow_empty: bool 
         else:
             commit = parent  # the baseline runs the code as the workspace was made
         executor = LocalExecutor(ws, task, plan_slots(1), coordinator_refs=(f"refs/heads/{branch}", AUTORESEARCH_REFS))
-        study = Study(ws, [], executor, bus=bus, ledger=ledger)
-        try:
-            result = study.evaluate(exp_id, commit, against=incumbent)
-        finally:
-            study.executor.close()
+        result = _evaluate(executor, Recorder(ws, ledger, task), (exp_id, commit, incumbent), bus or EventBus())
         if result.status != Status.KEEP and commit != parent:
             ws.reset_branch(parent)
         return result
+
+
+def _evaluate(executor: LocalExecutor, recorder: Recorder, started: tuple, bus: EventBus) -> ExperimentResult:
+    """The started experiment (id, commit, incumbent) run alone to its decision and recorded: the pieces
+    a study's candidates go through, with no proposers, no replays and no early abort."""
+    exp_id, commit, incumbent = started
+    runs = Runs(executor, recorder, CurveWatch(recorder.task, recorder.ledger, recorder.ws.branch(), None), bus)
+    try:
+        decided = runs.alone(recorder.register(exp_id, commit, incumbent), StudySettings.poll_s)
+    finally:
+        executor.close()
+    result = recorder.close(decided, decided.decision)
+    bus.publish(ExperimentFinished(result))
+    return result
+

@@ -41,8 +41,8 @@ def run(tree: Path, script: str, *args: str) -> str:
 def parse_harness(out: str) -> dict[str, float]:
     """`name command overhead max cli` rows of harness_overhead.py, in ms."""
     figures = {}
-    for name, _, overhead, peak, cli in re.findall(rf"^(plain|bubblewrap|trusted)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s*$",
-                                                   out, re.M):
+    row = rf"^(plain|bubblewrap|trusted)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s*$"
+    for name, _, overhead, peak, cli in re.findall(row, out, re.M):
         figures |= {f"harness {name} overhead ms": float(overhead), f"harness {name} max ms": float(peak),
                     f"harness {name} CLI total ms": float(cli)}
     return figures
@@ -51,8 +51,10 @@ def parse_harness(out: str) -> dict[str, float]:
 def parse_scale(out: str) -> dict[str, float]:
     """`slots wall exp/hour speed-up overhead` rows of scale.py's part 1."""
     figures = {}
-    for slots, _, rate, _, overhead in re.findall(rf"^\s*(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER} ms\s*$", out, re.M):
-        figures |= {f"scale {slots} slots exp/hour": float(rate), f"scale {slots} slots overhead/exp ms": float(overhead)}
+    row = rf"^\s*(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x\s+{NUMBER} ms\s*$"
+    for slots, _, rate, _, overhead in re.findall(row, out, re.M):
+        figures |= {f"scale {slots} slots exp/hour": float(rate),
+                    f"scale {slots} slots overhead/exp ms": float(overhead)}
     return figures
 
 

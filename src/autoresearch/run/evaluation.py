@@ -25,12 +25,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from autoresearch.core.errors import one_line
 from autoresearch.core.summary import metric_value, parse_summary
-from autoresearch.core.task import Task
 from autoresearch.run.process import Command, RunResult, run_command
 from autoresearch.run.sandbox import Sandbox
+
+if TYPE_CHECKING:  # a type only: the training process imports this module, and settings cost ~50 ms to import
+    from autoresearch.core.task import Task
 
 GATE = "AUTORESEARCH_EVAL_GATE_FD"
 INVALID_EXIT = 3  # an evaluation's way to say "this model cannot be scored honestly"

@@ -301,8 +301,7 @@ class ConfigFile(BaseModel):
 def json_schema() -> dict:
     """The JSON schema of autoresearch.toml (`autoresearch schema`): what editors complete and check."""
     schema = ConfigFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "autoresearch.schema.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"  # no $id: Taplo refuses a relative one
     return schema
 
 

@@ -164,3 +164,20 @@ def test_the_schema_command_prints_it_and_workspaces_point_to_it(tmp_path, capsy
     first_line = (tmp_path / "ws" / "autoresearch.toml").read_text().splitlines()[0]
     assert first_line == "#:schema ./.autoresearch/autoresearch.schema.json"
     assert json.loads((tmp_path / "ws" / ".autoresearch" / "autoresearch.schema.json").read_text()) == SCHEMA
+
+
+def test_a_wrong_flag_of_run_is_one_line_naming_the_flag(tiny_workspace, capsys):
+    assert main(["run", "-C", str(tiny_workspace), "--top-k", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "autoresearch: --top-k must be >= 1, not 0"
+    assert main(["run", "-C", str(tiny_workspace), "--explore", "1.5"]) == 1
+    assert capsys.readouterr().err.strip() == "autoresearch: --explore must be <= 1, not 1.5"
+
+
+def test_run_follows_the_files_study_table_and_a_flag_wins(tiny_workspace, capsys):
+    toml = tiny_workspace / "autoresearch.toml"
+    toml.write_text(toml.read_text() + "\n[study]\nmax_experiments = 1\n")
+    subprocess.run(["git", "-C", str(tiny_workspace), "commit", "-qam", "[study]"], check=True)
+    assert main(["run", "-C", str(tiny_workspace), "--provider", "random", "--plain"]) == 0
+    assert "stopped: ran 1 experiments (--max-experiments). 1 experiments this run" in capsys.readouterr().out
+    assert main(["run", "-C", str(tiny_workspace), "--provider", "random", "--plain", "--max-experiments", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "autoresearch: --max-experiments must be >= 1, not 0"

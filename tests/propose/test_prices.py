@@ -13,7 +13,8 @@ from conftest import git, ledger_for
 from genai_prices import Usage, calc_price
 from llm_server import Reply, ScriptedLLMServer
 
-from autoresearch.core.task import AgentSettings, ConfigError
+from autoresearch.core.settings import AgentSettings
+from autoresearch.core.task import ConfigError, parse_task
 from autoresearch.interfaces.cli import main
 from autoresearch.propose.agent import UnknownPriceError, check_prices, make_proposer, usd_per_mtok
 from autoresearch.propose.models import AnthropicChat, OpenAIChat, Pricing
@@ -55,8 +56,9 @@ def test_agent_prices_win_over_genai_prices(monkeypatch):
         assert cost("openai", "my-finetune", input_usd_per_mtok=3, output_usd_per_mtok=4) == pytest.approx(500 / 1e6)
         assert cost("openai", "my-finetune") is None
     assert usd_per_mtok(AgentSettings(provider="local")) == (0.0, 0.0)  # a local llama.cpp model costs nothing
-    with pytest.raises(ConfigError, match="both input_usd_per_mtok and output_usd_per_mtok"):
-        usd_per_mtok(AgentSettings(provider="openai", model="m", input_usd_per_mtok=1.0))
+    with pytest.raises(ConfigError, match=r"^autoresearch.toml: \[agent\]: input_usd_per_mtok and output_usd_per_mtok go "
+                                          r"together: give both"):
+        parse_task({"task": {"command": ["x"]}, "budget": {"value": 60}, "agent": {"input_usd_per_mtok": 1.0}})
 
 
 def test_check_prices_refuses_a_cap_it_cannot_count():

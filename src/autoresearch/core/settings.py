@@ -174,6 +174,13 @@ class AgentSettings:
     input_usd_per_mtok: number(ge=0) | None = None
     output_usd_per_mtok: number(ge=0) | None = None
 
+    @model_validator(mode="after")
+    def _both_prices_or_neither(self):
+        if (self.input_usd_per_mtok is None) != (self.output_usd_per_mtok is None):
+            raise ValueError("input_usd_per_mtok and output_usd_per_mtok go together: give both (USD per "
+                             "million tokens; 0 and 0 for your own server) or neither (genai-prices' price)")
+        return self
+
 
 @dataclass(frozen=True, config=TABLE)
 class JudgeSettings:

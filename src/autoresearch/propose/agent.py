@@ -34,13 +34,9 @@ class UnknownPriceError(UserError):
 
 def usd_per_mtok(settings: AgentSettings) -> tuple[float, float] | None:
     """The (input, output) USD per million tokens [agent] gives; a local model costs nothing; None: ask genai-prices."""
-    given = (settings.input_usd_per_mtok, settings.output_usd_per_mtok)
-    if given == (None, None):
+    if settings.input_usd_per_mtok is None:  # both or neither: settings.py
         return (0.0, 0.0) if settings.provider == "local" else None
-    if None in given or min(given) < 0:
-        raise ConfigError(f"{CONFIG_NAME}: [agent] needs both input_usd_per_mtok and output_usd_per_mtok, "
-                          f"each >= 0 (USD per million tokens), not {given[0]} and {given[1]}")
-    return float(given[0]), float(given[1])
+    return settings.input_usd_per_mtok, settings.output_usd_per_mtok
 
 
 def check_prices(settings: list[AgentSettings], max_cost_usd: float | None) -> None:

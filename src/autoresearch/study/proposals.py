@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autoresearch.core.records import Experiment, ProposalRecord
 from autoresearch.core.status import ProposalStatus, Status
@@ -25,6 +26,9 @@ from autoresearch.propose.edits import Edit, Proposal
 from autoresearch.store.ledger import Ledger
 from autoresearch.study.snapshot import Snapshots
 
+if TYPE_CHECKING:  # fixes.py builds Requests: a type only, no import cycle
+    from autoresearch.study.fixes import Fix
+
 
 @dataclass
 class Request:
@@ -35,7 +39,7 @@ class Request:
     kind: str = "propose"  # propose | fix
     explored: bool = False  # written on purpose from a kept commit other than the best
     pipelined: bool = False  # written while the previous candidates ran (the best may have moved since)
-    fix: object | None = None  # the fixes.Fix it answers
+    fix: Fix | None = None  # the crash it answers, for a fix
     asked_at: float = field(default_factory=time.time)
 
 

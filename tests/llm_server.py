@@ -15,12 +15,22 @@ call too many fails at once instead of after the SDK's retries.
         ...
         assert server.requests[0]["json"]["messages"][0]["content"] == "hi"
 
+Prompt caching, as each API reports it, with ``ScriptedLLMServer(count_tokens=True)``: a request's tokens are
+its texts' characters // 4, and the server keeps the texts of earlier requests. OpenAI: ``prompt_tokens_details.
+cached_tokens`` is the longest prefix (of the system and messages' texts, concatenated) shared with an earlier
+request to the same model, rounded down to a multiple of 128 tokens, and 0 under 1024. Anthropic: the prefix up to
+the last ``cache_control`` breakpoint cached before is read (``cache_read_input_tokens``); the prefix up to each
+later breakpoint, when it has 1024 tokens or more, is written (``cache_creation_input_tokens``, then cached);
+``input_tokens`` is the rest. A Reply's own ``input_tokens`` wins (reported as is, no caching); without
+``count_tokens`` a Reply's input tokens are 100 unless it gives them.
+
 Standard library only; the server runs ``ThreadingHTTPServer`` in a background thread.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -46,13 +56,17 @@ class Reply:
     retry_after: float | None = None  # sent as a Retry-After header (meant for 429/503)
     delay: float = 0.0                # seconds to wait before answering (to trigger client timeouts)
     raw_body: str | None = None       # sent verbatim with `status` (malformed responses)
-    input_tokens: int = 100
+    input_tokens: int | None = None   # None: counted from the request with count_tokens, else 100
     output_tokens: int = 50
+    thinking: str = ""                # Anthropic: a thinking block before the text (extended thinking)
 
 
 Responder = Callable[[dict], "Reply | str"]
 
 # Error "type" per status in each provider's error JSON; both SDKs pick their exception class from the status.
+DEFAULT_INPUT_TOKENS = 100  # a Reply's input tokens when it gives none and the server does not count them
+CACHE_MIN_TOKENS = 1024  # both APIs cache no prefix shorter than this
+OPENAI_CACHE_STEP = 128  # OpenAI reads its cache in steps of this many tokens
 _OPENAI_ERRORS = {401: ("invalid_request_error", "invalid_api_key"), 404: ("invalid_request_error", "not_found"),
                   429: ("requests", "rate_limit_exceeded")}
 _ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -64,6 +78,17 @@ def _as_reply(reply: Reply | str) -> Reply:
     return Reply(text=reply) if isinstance(reply, str) else reply
 
 
+def _tokens(chars: int) -> int:
+    return chars // 4
+
+
+def _texts(content: Any) -> list[str]:
+    """The texts of a message's content: a string, or a list of blocks/parts with "text"."""
+    if isinstance(content, str):
+        return [content]
+    return [block.get("text", "") for block in content or [] if isinstance(block, dict)]
+
+
 def _pieces(text: str, size: int = 16) -> list[str]:
     """Split text into stream deltas (at least one, so an empty answer still streams a delta)."""
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
@@ -73,10 +98,13 @@ class ScriptedLLMServer:
     """Context manager: a loopback HTTP server answering with scripted replies."""
 
     def __init__(self, replies: list[Reply | str] | None = None, *, responder: Responder | None = None,
-                 latency: float = 0.0, model: str = "scripted-model") -> None:
+                 latency: float = 0.0, model: str = "scripted-model", count_tokens: bool = False) -> None:
         self.model = model
         self.latency = latency
         self.responder = responder
+        self.count_tokens = count_tokens  # count input tokens from the requests and report prompt caching
+        self._openai_seen: list[tuple[str, str]] = []  # (model, text) of each earlier OpenAI request
+        self._anthropic_cache: set[tuple] = set()  # (model, blocks up to a breakpoint) written to the cache
         self._script: deque[Reply] = deque(_as_reply(r) for r in replies or [])
         self._requests: list[dict] = []
         self._lock = threading.Lock()
@@ -170,6 +198,60 @@ class ScriptedLLMServer:
         except Exception as exc:  # noqa: BLE001 - report the responder's bug to the client, loudly
             return Reply(status=500, text=f"responder raised {exc!r}"), True
 
+    def _usage(self, provider: str, body: dict, reply: Reply) -> dict:
+        """The usage block of the answer to `body`, in `provider`'s shape; records the request's prefixes."""
+        model = str(body.get("model"))
+        with self._lock:
+            if provider == "openai":
+                total, cached = self._openai_cache(model, body)
+            else:
+                total, cached, written = self._anthropic_cache_use(model, body)
+        if reply.input_tokens is not None or not self.count_tokens:  # the Reply's tokens, no caching
+            total = DEFAULT_INPUT_TOKENS if reply.input_tokens is None else reply.input_tokens
+            if provider == "openai":
+                return {"prompt_tokens": total, "completion_tokens": reply.output_tokens,
+                        "total_tokens": total + reply.output_tokens}
+            return {"input_tokens": total, "output_tokens": reply.output_tokens}
+        if provider == "openai":
+            return {"prompt_tokens": total, "completion_tokens": reply.output_tokens,
+                    "total_tokens": total + reply.output_tokens,
+                    "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0}}
+        return {"input_tokens": total - cached - written, "output_tokens": reply.output_tokens,
+                "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}
+
+    def _openai_cache(self, model: str, body: dict) -> tuple[int, int]:
+        """(tokens, cached tokens) of an OpenAI request: its longest prefix shared with an earlier one."""
+        text = "".join(t for message in body.get("messages") or [] for t in _texts(message.get("content")))
+        shared = max((len(os.path.commonprefix([text, seen])) for m, seen in self._openai_seen if m == model),
+                     default=0)
+        self._openai_seen.append((model, text))
+        cached = _tokens(shared) // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
+        return _tokens(len(text)), cached if cached >= CACHE_MIN_TOKENS else 0
+
+    def _anthropic_cache_use(self, model: str, body: dict) -> tuple[int, int, int]:
+        """(tokens, read from the cache, written to it) of an Anthropic request, by its cache_control breakpoints."""
+        system = body.get("system") or []
+        blocks = [("system", b) for b in ([{"type": "text", "text": system}] if isinstance(system, str) else system)]
+        for message in body.get("messages") or []:
+            content = message.get("content")
+            content = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+            blocks += [(message.get("role"), b) for b in content if isinstance(b, dict)]
+        keys, sizes, marks, chars = [], [], [], 0
+        for role, block in blocks:
+            chars += len(block.get("text", ""))
+            keys.append((model, *(keys[-1][1:] if keys else ()), (role, block.get("text", ""))))
+            sizes.append(_tokens(chars))
+            if block.get("cache_control"):
+                marks.append(len(keys) - 1)
+        read_at = next((i for i in reversed(marks) if keys[i] in self._anthropic_cache), None)
+        read = sizes[read_at] if read_at is not None else 0
+        written_to = read
+        for i in marks:
+            if (read_at is None or i > read_at) and sizes[i] >= CACHE_MIN_TOKENS:
+                self._anthropic_cache.add(keys[i])
+                written_to = sizes[i]
+        return _tokens(chars), read, written_to - read
+
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the server is stopping; False when interrupted."""
         return seconds <= 0 or not self._stopping.wait(seconds)
@@ -246,29 +328,30 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(provider, reply.status, reply.text or f"scripted error {reply.status}",
                                     retry_after=reply.retry_after, fatal=fatal)
         model = body.get("model") or owner.model  # echo the requested model, as the real APIs do
+        usage = owner._usage(provider, body, reply)
         if provider == "openai":
             if body.get("stream"):
-                return self._send_events(self._openai_events(reply, model, body), extra=self._retry_header(reply))
-            return self._send_json(200, self._openai_completion(reply, model), extra=self._retry_header(reply))
+                return self._send_events(self._openai_events(reply, model, body, usage),
+                                         extra=self._retry_header(reply))
+            return self._send_json(200, self._openai_completion(reply, model, usage), extra=self._retry_header(reply))
         if body.get("stream"):
-            return self._send_events(self._anthropic_events(reply, model), extra=self._retry_header(reply))
-        return self._send_json(200, self._anthropic_message(reply, model), extra=self._retry_header(reply))
+            return self._send_events(self._anthropic_events(reply, model, usage), extra=self._retry_header(reply))
+        return self._send_json(200, self._anthropic_message(reply, model, usage), extra=self._retry_header(reply))
 
     # --- bodies ----------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _openai_completion(reply: Reply, model: str) -> dict:
+    def _openai_completion(reply: Reply, model: str, usage: dict) -> dict:
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text, "refusal": None},
                          "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
-                      "total_tokens": reply.input_tokens + reply.output_tokens},
+            "usage": usage,
         }
 
     @staticmethod
-    def _openai_events(reply: Reply, model: str, request: dict) -> Iterable[tuple[str | None, str]]:
+    def _openai_events(reply: Reply, model: str, request: dict, usage: dict) -> Iterable[tuple[str | None, str]]:
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": model, "system_fingerprint": None}
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
@@ -282,33 +365,42 @@ class _Handler(BaseHTTPRequestHandler):
             yield chunk({"content": piece})
         yield chunk({}, "stop")
         if include_usage:  # the real API sends usage only when asked, in a last chunk with no choices
-            usage = {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
-                     "total_tokens": reply.input_tokens + reply.output_tokens}
             yield None, json.dumps({**base, "choices": [], "usage": usage})
         yield None, "[DONE]"
 
     @staticmethod
-    def _anthropic_message(reply: Reply, model: str) -> dict:
+    def _anthropic_message(reply: Reply, model: str, usage: dict) -> dict:
+        thinking = [{"type": "thinking", "thinking": reply.thinking, "signature": "scripted"}] if reply.thinking else []
         return {
             "id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": reply.text}],
+            "content": [*thinking, {"type": "text", "text": reply.text}],
             "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+            "usage": usage,
         }
 
     @staticmethod
-    def _anthropic_events(reply: Reply, model: str) -> Iterable[tuple[str | None, str]]:
+    def _anthropic_events(reply: Reply, model: str, usage: dict) -> Iterable[tuple[str | None, str]]:
         def event(kind: str, data: dict) -> tuple[str, str]:
             return kind, json.dumps({"type": kind, **data})
 
         start = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
                  "content": [], "stop_reason": None, "stop_sequence": None,
-                 "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1}}
+                 "usage": {**usage, "output_tokens": 1}}
         yield event("message_start", {"message": start})
-        yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        index = 0
+        if reply.thinking:
+            yield event("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": "",
+                                                                              "signature": ""}})
+            for piece in _pieces(reply.thinking):
+                yield event("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": piece}})
+            yield event("content_block_delta", {"index": 0, "delta": {"type": "signature_delta",
+                                                                      "signature": "scripted"}})
+            yield event("content_block_stop", {"index": 0})
+            index = 1
+        yield event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
         for piece in _pieces(reply.text):
-            yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
-        yield event("content_block_stop", {"index": 0})
+            yield event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
+        yield event("content_block_stop", {"index": index})
         yield event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                       "usage": {"output_tokens": reply.output_tokens}})
         yield event("message_stop", {})

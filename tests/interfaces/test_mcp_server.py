@@ -18,7 +18,7 @@ from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.types import CallToolResult  # noqa: E402
 
-TOOLS = {"run_experiment", "history", "best", "diff", "log_tail", "task"}
+TOOLS = {"run_experiment", "history", "best", "diff", "log_tail", "task", "curves", "briefing"}
 
 
 def test_agent_drives_the_loop_over_stdio(tiny_workspace, tmp_path):
@@ -76,6 +76,7 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
         (1, "keep", "baseline"), (2, "keep", "order 3"), (3, "discard", "order 0")]
     assert [r["commit"] for r in rows] == [e["commit"][:7] for e in (base, better, worse)]
     assert [r["id"] for r in (await call(session, "history", limit=2))["experiments"]] == [2, 3]
+    await _check_curves_and_briefing(session)
 
     change = (await call(session, "diff", experiment_id=2))["result"]
     assert "-ORDER = 2" in change and "+ORDER = 3" in change
@@ -94,6 +95,22 @@ async def _check_the_loop(session: ClientSession, ws: Path) -> None:
 
     best = await call(session, "best")
     assert best == {"id": 2, "commit": better["commit"][:7], "metric": better["metric"], "description": "order 3"}
+
+
+async def _check_curves_and_briefing(session: ClientSession) -> None:
+    """The curves the runs printed (the baseline printed no progress line) and the proposer's briefing."""
+    point = {"step": 1, "fraction": 0.5, "loss": 2.5, "tokens_per_second": 100.0, "seconds": 0.0}
+    assert await call(session, "curves", experiment_id=2) == {"1": [point]}
+    assert await call(session, "curves", experiment_id=3) == {"1": [point]}
+    assert await call(session, "curves", experiment_id=1) == {}
+    missing = await session.call_tool("curves", {"experiment_id": 99})
+    assert missing.is_error and "no experiment 99" in _text(missing)
+
+    notes = await call(session, "briefing")
+    assert notes["branch"] == "autoresearch/test"
+    assert notes["lines"][0].startswith("The best so far (#2, val_bpb ")
+    assert notes["lines"][1] == "Its training curve (share of the budget: smoothed training loss): 50 %: 2.500."
+    assert "#3 order 0: loss against the best's at 50 %: +0.000" in notes["lines"][2]
 
 
 async def call(session: ClientSession, tool: str, progress_callback=None, **arguments: Any) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def test_anthropic_wire_format_drives_the_loop(tiny_workspace, monkeypatch):
     assert [r.description for r in summary.experiments] == ["baseline", "alpha 0.5"]
     assert [r["path"] for r in requests] == ["/v1/messages", "/v1/messages"]
     body = requests[-1]["json"]
-    assert "autonomous machine-learning researcher" in body["system"] and body["messages"][0]["role"] == "user"
+    assert "autonomous machine-learning researcher" in body["system"][0]["text"] and body["messages"][0]["role"] == "user"
     headers = requests[-1]["headers"]
     assert "test-key" in headers.get("x-api-key", "") + headers.get("authorization", "")
     assert proposals(ws)[0].cost_usd == pytest.approx((100 * 1 + 50 * 5) / 1e6)

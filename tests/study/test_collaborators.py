@@ -71,12 +71,12 @@ def test_a_fix_is_asked_on_the_crashed_files_with_its_log(tiny_workspace):
     fixer, quiet = Fixer("b", 2, Edit("train.py", "a", "b")), Fixer("q", 2, None)
     fixes = Fixes(ws, {"b": fixer, "q": quiet}, Snapshots(ws, ws.task()))
     fixes.add(candidate_of("b", commit=head), crashed_experiment(3, head, "b"))
-    request = fixes.next([], [])
+    request = fixes.next([], [], ["a note"])
     assert (request.kind, request.proposer, request.parent, request.fix.attempt) == ("fix", "b", "p0", 1)
     files, crashed_id, log = fixer.shown[0]
     assert crashed_id == 3 and "NameError: nope" in log and files["train.py"] == ws.files_at(head, ["train.py"])["train.py"]
     fixes.add(candidate_of("q", commit=head), crashed_experiment(3, head, "q"))
-    assert fixes.next([], []) is None and fixes.notes == ["q left the crash of #3 unfixed"]
+    assert fixes.next([], [], []) is None and fixes.notes == ["q gave up on the crash of #3: the idea goes no further"]
 
 
 def test_a_replay_puts_the_edit_on_the_new_best_once(tiny_workspace):

@@ -82,6 +82,7 @@ class ProposalRecord:
     response: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in, served from the API's prompt cache (priced at its discount)
     cost_usd: float | None = None
     latency_s: float = 0.0
     attempts: int = 1

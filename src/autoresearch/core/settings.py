@@ -166,6 +166,9 @@ class AgentSettings:
     base_url: StrictStr = Field("", description="an OpenAI-compatible server: vLLM, Ollama, llama.cpp, OpenRouter")
     api_key_env: StrictStr = Field("", description="default: OPENAI_API_KEY or ANTHROPIC_API_KEY")
     temperature: Number = Field(0.7, ge=0, le=2)
+    thinking_tokens: StrictInt = Field(0, ge=0, description=(
+        "Anthropic models that think: a budget of thinking tokens per answer (0: no thinking; "
+        "at least 1024 when on, and the answer's max_tokens grows by it)"))
     context_tokens: StrictInt = Field(24000, ge=1000, description="how much of the model's context a request may fill")
     max_edit_retries: StrictInt = Field(2, ge=0, description="times an edit that does not apply goes back to the model")
     max_fix_attempts: StrictInt = Field(2, ge=0, description="times a crash of this proposer's goes back to it")

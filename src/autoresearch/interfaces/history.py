@@ -1,11 +1,16 @@
-"""`autoresearch history`: every experiment with its proposal, and how each proposer fared."""
+"""`autoresearch history`: every experiment with its proposal and training curves, how each
+proposer fared, and the briefing the built-in proposer reads (so an outside agent sees the same)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
+from autoresearch.core.curve import Point
 from autoresearch.core.records import ProposalRecord
 from autoresearch.core.status import ProposalStatus, Status
+from autoresearch.core.task import Task
+from autoresearch.propose.briefing import briefing, curves_wanted
 from autoresearch.store.ledger import Ledger
 
 PROPOSAL_FIELDS = ("id", "kind", "proposer", "model", "reasoning", "tokens_in", "tokens_out", "cost_usd", "latency_s",
@@ -13,10 +18,12 @@ PROPOSAL_FIELDS = ("id", "kind", "proposer", "model", "reasoning", "tokens_in", 
 NOT_RUN = (ProposalStatus.FAILED, ProposalStatus.DUPLICATE, ProposalStatus.STALE, ProposalStatus.PENDING)
 
 
-def history(ledger: Ledger, branch: str | None) -> dict:
-    """Experiments with their proposals, the proposals that never ran, and a record per proposer."""
+def history(ledger: Ledger, branch: str | None, task: Task | None = None, briefed: str | None = None) -> dict:
+    """Experiments with their proposals and their runs' curves, the proposals that never ran, a record
+    per proposer, and the briefing of branch `briefed` (default `branch`; none without a task or a branch)."""
     experiments = ledger.experiments(branch)
     proposals = {p.id: p for p in ledger.proposals(branch=branch)}
+    curves = ledger.curves(None if branch is None else [e.id for e in experiments])
     rows = []
     for exp in experiments:
         proposal = proposals.get(exp.proposal_id) if exp.proposal_id else None
@@ -26,9 +33,33 @@ def history(ledger: Ledger, branch: str | None) -> dict:
             "wall_seconds": exp.wall_seconds, "metrics": exp.metrics, "log_path": exp.log_path,
             "proposer": exp.proposer,
             "proposal": None if proposal is None else {k: getattr(proposal, k) for k in PROPOSAL_FIELDS},
+            "curves": curves_json(curves.get(exp.id, {})),
         })
     unused = [asdict(p) for p in proposals.values() if p.status in NOT_RUN]
-    return {"experiments": rows, "other_proposals": unused, "proposers": proposer_table(rows, proposals)}
+    briefed = briefed or branch
+    notes = branch_briefing(ledger, briefed, task) if briefed and task is not None else []
+    return {"experiments": rows, "other_proposals": unused, "proposers": proposer_table(rows, proposals),
+            "briefing": notes}
+
+
+def branch_briefing(ledger: Ledger, branch: str, task: Task) -> list[str]:
+    """The notes the built-in proposer gets for its next proposal on `branch` (empty before a keep),
+    read as study/proposals.py reads them."""
+    experiments = ledger.experiments(branch)
+    curves = ledger.curves(curves_wanted(experiments))
+    return briefing(experiments, curves, task.metric, task.study.stagnation_after, task.judge.z)
+
+
+def curves_json(runs: dict[int, list[Point]]) -> dict[str, list[dict]]:
+    """One experiment's training curves for JSON: run number (as a string) -> its points in order."""
+    return {str(n): [point_json(p) for p in points] for n, points in sorted(runs.items())}
+
+
+def point_json(point: Point) -> dict:
+    """A curve point; a loss that is not finite (the run diverged) is null."""
+    return {"step": point.step, "fraction": point.fraction,
+            "loss": point.loss if math.isfinite(point.loss) else None,
+            "tokens_per_second": point.tokens_per_second, "seconds": point.seconds}
 
 
 def proposer_table(rows: list[dict], proposals: dict[int, ProposalRecord]) -> dict[str, dict]:

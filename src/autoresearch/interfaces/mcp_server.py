@@ -34,6 +34,7 @@ from autoresearch.core.events import EventBus, Progress
 from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
 from autoresearch.core.task import load_task
+from autoresearch.interfaces.history import branch_briefing, curves_json
 from autoresearch.run.trial import log_tail as read_log_tail
 from autoresearch.store import gitops
 from autoresearch.store.ledger import Ledger
@@ -54,7 +55,9 @@ autoresearch runs an ML research loop in one git workspace and keeps its books.
 2. Edit only the editable files, with your own file tools: one idea per experiment.
 3. Call run_experiment(description): it commits the edit, trains, and keeps it only if it beats
    the best so far; otherwise the branch moves back (the attempt stays recorded).
-4. Use history(), best(), diff(id) and log_tail(id) to decide what to try next. Repeat.
+4. Use briefing() (the notes the built-in proposer reads: the best run's figures and curve, where
+   recent curves part from it), history(), best(), curves(id), diff(id) and log_tail(id) to decide
+   what to try next. Repeat.
 Never edit frozen files: the harness refuses to run, or marks the run a crash."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -96,6 +99,19 @@ class Best(TypedDict, total=False):
     message: str
 
 
+class CurvePoint(TypedDict):
+    step: int
+    fraction: float  # of the budget, 0..1
+    loss: float | None  # the smoothed training loss; None where it was not finite (the run diverged)
+    tokens_per_second: float | None
+    seconds: float | None  # since the run's first progress line, on the harness's clock
+
+
+class Briefing(TypedDict):
+    branch: str
+    lines: list[str]  # empty until an experiment was kept
+
+
 class BudgetInfo(TypedDict):
     kind: str
     value: float
@@ -118,6 +134,7 @@ def build_server(workspace: Path) -> MCPServer:
     server = MCPServer("autoresearch", instructions=INSTRUCTIONS, version=__version__)
     _add_experiment_tool(server, workspace)
     _add_reading_tools(server, workspace)
+    _add_curve_tools(server, workspace)
     _add_task_tool(server, workspace)
     return server
 
@@ -209,6 +226,35 @@ def _add_reading_tools(server: MCPServer, workspace: Path) -> None:
         if not exp.log_path:
             raise ToolError(f"experiment {exp.id} has no log: it stopped before training started")
         return read_log_tail(workspace / exp.log_path, lines) or f"experiment {exp.id}'s log is empty or missing"
+
+
+def _add_curve_tools(server: MCPServer, workspace: Path) -> None:
+    @server.tool(annotations=READ_ONLY)
+    def curves(experiment_id: int) -> dict[str, list[CurvePoint]]:
+        """One experiment's training curves: run number ("1", and "2"... for reruns) -> its
+        progress points in order, each with step, fraction (the share of the budget spent, 0..1),
+        loss (the smoothed training loss; null if it diverged), tokens_per_second and seconds.
+        Empty when the training printed no progress lines. Compare an attempt's curve with the
+        best's to see where it fell behind, or whether it was still improving when time ran out."""
+        with _harness_errors():
+            exp = _experiment(workspace, experiment_id)
+            with _open_ledger(workspace) as ledger:
+                runs = ledger.curves([exp.id]).get(exp.id, {})
+        return curves_json(runs)
+
+    @server.tool(annotations=READ_ONLY)
+    def briefing() -> Briefing:
+        """The notes autoresearch's own proposer reads before each proposal, for the current branch:
+        the best run's figures (steps, tokens/s, MFU, peak memory, device), its training curve at a
+        few shares of the budget, where recent experiments' curves part from it, training loss
+        against the metric where they disagree, and, after many experiments without a keep, a call
+        for a structural change. Empty until an experiment was kept."""
+        with _harness_errors():
+            settings = load_task(workspace)
+            branch = gitops.current_branch(workspace)
+            with _open_ledger(workspace) as ledger:
+                lines = branch_briefing(ledger, branch, settings)
+        return Briefing(branch=branch, lines=lines)
 
 
 def _add_task_tool(server: MCPServer, workspace: Path) -> None:

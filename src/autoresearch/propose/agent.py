@@ -54,13 +54,15 @@ def check_prices(settings: list[AgentSettings], max_cost_usd: float | None) -> N
 
 
 def resolve(settings: AgentSettings, **overrides) -> AgentSettings:
-    """`settings` with the command line's overrides, and the provider it implies when none is named."""
+    """`settings` with the command line's overrides, and the provider it implies when none is named: a base_url
+    means an OpenAI-compatible server (whatever the model's name; name provider "anthropic" for Anthropic's API
+    elsewhere), a model named claude* Anthropic, another model OpenAI, neither the random proposer."""
     changes = {k: v for k, v in overrides.items() if v not in (None, "")}
     settings = dataclasses.replace(settings, **changes)
     if not settings.provider:
         if not settings.model and not settings.base_url:
             provider = "random"
-        elif settings.model.startswith("claude"):
+        elif settings.model.startswith("claude") and not settings.base_url:
             provider = "anthropic"
         else:
             provider = "openai"
@@ -109,8 +111,8 @@ def make_proposer(settings: AgentSettings, stack: ExitStack, name: str | None = 
         return TPEProposer(seed=settings.seed, name=name)
     if settings.provider == "anthropic":
         model = AnthropicChat(settings.model or DEFAULT_MODELS["anthropic"], base_url=settings.base_url or None,
-                              api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY",
-                              usd_per_mtok=usd_per_mtok(settings))
+                              api_key_env=settings.api_key_env or "ANTHROPIC_API_KEY", temperature=settings.temperature,
+                              thinking_tokens=settings.thinking_tokens, usd_per_mtok=usd_per_mtok(settings))
         return LLMProposer(model, settings.max_edit_retries, settings.context_tokens, name=name)
     if settings.provider == "local":
         from autoresearch.propose.local_model import LocalModelServer

@@ -43,6 +43,7 @@ class Draft:
     response: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in, read from the API's prompt cache
     cost_usd: float | None = None
     latency_s: float = 0.0
     attempts: int = 0
@@ -58,7 +59,7 @@ class Draft:
             "description": p.description if p else "", "reasoning": p.reasoning if p else "",
             "edits_json": json.dumps([asdict(e) for e in p.edits]) if p else "[]",
             "prompt": self.prompt, "response": self.response, "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out, "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 3),
+            "tokens_out": self.tokens_out, "tokens_cached": self.tokens_cached, "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 3),
             "attempts": self.attempts, "error": self.error,
         }
 

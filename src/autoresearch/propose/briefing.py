@@ -9,11 +9,14 @@ change instead of another nearby value. Pure: experiments and curves in, lines o
 
 from __future__ import annotations
 
-from autoresearch.core.curve import Point, loss_at
+import math
+
+from autoresearch.core.curve import Point, loss_at, pooled_spread
 from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
 
 SHARES = (0.1, 0.25, 0.5, 0.75, 1.0)
+END = 0.95  # the share at which a run counts as having run through
 RECENT = 6
 
 
@@ -24,7 +27,7 @@ def curves_wanted(history: list[Experiment]) -> list[int]:
 
 
 def briefing(history: list[Experiment], curves: dict[int, dict[int, list[Point]]], metric: str,
-             stagnation_after: int = 8) -> list[str]:
+             stagnation_after: int = 8, z: float = 2.5) -> list[str]:
     """Notes for the next proposal (empty until there is a best to describe)."""
     finished = [e for e in history if e.status != Status.RUNNING]
     kept = [e for e in finished if e.status == Status.KEEP and e.metric is not None]
@@ -35,7 +38,8 @@ def briefing(history: list[Experiment], curves: dict[int, dict[int, list[Point]]
     notes = [_run_summary(best, metric)]
     if best_curve:
         notes.append(f"Its training curve (share of the budget: smoothed training loss): {_shape(best_curve)}.")
-        notes += _parting(best, best_curve, finished[-RECENT:], curves, metric)
+        spread = _end_spread(curves)
+        notes += _parting(best, best_curve, finished[-RECENT:], curves, (metric, z * spread * math.sqrt(2)))
     since = _since_last_keep(finished)
     if since >= stagnation_after:
         notes.append(f"No keep in the last {since} experiments: nearby values of the same settings are not "
@@ -59,8 +63,11 @@ def _run_summary(best: Experiment, metric: str) -> str:
 
 
 def _parting(best: Experiment, best_curve: list[Point], recent: list[Experiment],
-             curves: dict[int, dict[int, list[Point]]], metric: str) -> list[str]:
-    """Where each recent experiment's curve differs from the best's, and loss against metric."""
+             curves: dict[int, dict[int, list[Point]]], label: tuple[str, float]) -> list[str]:
+    """Where each recent experiment's curve differs from the best's, and training loss against the
+    metric where they disagree by more than `label`'s bound (the judge's z times the spread of the
+    difference of two repeated runs' final losses; 0: the spread is not measured, nothing is said)."""
+    metric, bound = label
     lines = []
     best_end = best_curve[-1].loss
     for exp in recent:
@@ -74,11 +81,18 @@ def _parting(best: Experiment, best_curve: list[Point], recent: list[Experiment]
         line = f"#{exp.id} {exp.description[:60]}{stopped}: loss against the best's at {', '.join(shown)}"
         if exp.metric is not None and best.metric is not None and _ran_through(mine):
             train, score = mine[-1].loss - best_end, exp.metric - best.metric
-            if train < 0 < score:
+            if bound > 0 and train < -bound and score > 0:
                 line += (f"; lower training loss ({train:+.3f}) but a worse {metric} ({score:+.4f}): "
                          "it fits the training data better without generalising")
         lines.append(line)
     return ["Recent experiments' curves against it:\n" + "\n".join(lines)] if lines else []
+
+
+def _end_spread(curves: dict[int, dict[int, list[Point]]]) -> float:
+    """The spread of repeated runs' smoothed training loss near the end (0 when no commit ran twice)."""
+    repeats = [list(runs.values()) for runs in curves.values() if len(runs) >= 2]
+    spread, used = pooled_spread(repeats, END)
+    return spread if used >= 2 else 0.0
 
 
 def _shape(points: list[Point]) -> str:
@@ -99,7 +113,7 @@ def _loss(points: list[Point], share: float) -> float | None:
 
 
 def _ran_through(points: list[Point]) -> bool:
-    return bool(points) and points[-1].fraction >= 0.95
+    return bool(points) and points[-1].fraction >= END
 
 
 def _since_last_keep(finished: list[Experiment]) -> int:

@@ -1,10 +1,14 @@
-"""Context: what the model sees for one proposal, kept inside a token budget.
+"""Context: what the model sees for one proposal, kept inside a token budget, stable parts first.
 
-program.md, the editable files, what the frozen file offers (constants and signatures, not its
-code), and the history. The history is summarised by importance, not cut at random: the path of
-kept improvements and the best result always; the biggest gains with their diffs; the most
-recent experiments; the near misses; then one-line descriptions of everything else, oldest
-dropped first with a count of what was left out.
+The parts that stay the same from one request to the next come first, so that the model APIs'
+prompt caches serve them: program.md, the task's facts, what the frozen file offers (constants and
+signatures, not its code), the knobs, the editable files (they change on a keep). Then what
+changes: the noise the judge measures, the history, the harness's notes, what is running, the ask.
+
+The history is summarised by importance, not cut at random: the path of kept improvements and the
+best result always; the biggest gains with their diffs; the most recent experiments; the near
+misses; then one-line descriptions of everything else, oldest dropped first with a count of what
+was left out. Each line carries its decision's margin in sd and what its runs cost.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from autoresearch.core.records import Experiment
 from autoresearch.core.status import FINISHED, Status
 from autoresearch.core.task import Task
 from autoresearch.propose.base import Snapshot
+from autoresearch.propose.facts import margin_text, noise_text, run_figures, task_facts
 
 CHARS_PER_TOKEN = 4  # a rough, conservative estimate for English and code
 MAX_DIFF_CHARS = 2500
@@ -57,19 +62,24 @@ def frozen_api(source: str) -> str:
 class HistoryLine:
     exp: Experiment
     delta: float | None  # metric minus the incumbent it was judged against
+    timeout: float = 0.0  # the task's hard timeout, to say when a run came close to it
 
     def render(self) -> str:
-        value = f"{self.exp.metric:.6f}" if self.exp.metric is not None and self.exp.status != Status.CRASH else "-"
-        delta = f" ({self.delta:+.6f})" if self.delta is not None and self.exp.status != Status.CRASH else ""
-        reason = f" [{self.exp.reason[:100]}]" if self.exp.status == Status.CRASH else ""
-        return f"#{self.exp.id} {self.exp.status:7s} {value}{delta}  {self.exp.description}{reason}"
+        exp, crashed = self.exp, self.exp.status == Status.CRASH
+        value = f"{exp.metric:.6f}" if exp.metric is not None and not crashed else "-"
+        judged = [f"{self.delta:+.6f}"] if self.delta is not None and not crashed else []
+        judged += [margin_text(exp)] if not crashed and margin_text(exp) else []
+        delta = f" ({', '.join(judged)})" if judged else ""
+        figures = run_figures(exp, self.timeout)
+        reason = f" [{exp.reason[:100]}]" if crashed or exp.metrics.get("stopped_at") is not None else ""
+        return f"#{exp.id} {exp.status:7s} {value}{delta}  {exp.description}{reason}" + (f" | {figures}" if figures else "")
 
 
 def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -> str:
     if not experiments:
         return "No experiments yet: the first one is the baseline (run the code as it is, or a safe change)."
-    lines = [HistoryLine(e, e.metric - e.incumbent if e.metric is not None and e.incumbent is not None else None)
-             for e in experiments if e.status != Status.RUNNING]
+    lines = [HistoryLine(e, e.metric - e.incumbent if e.metric is not None and e.incumbent is not None else None,
+                         task.budget.timeout) for e in experiments if e.status != Status.RUNNING]
     kept = [h for h in lines if h.exp.status == Status.KEEP]
     best = kept[-1] if kept else None
     counts = {s: sum(1 for h in lines if h.exp.status == s) for s in FINISHED}
@@ -111,31 +121,57 @@ def history_text(experiments: list[Experiment], task: Task, budget_chars: int) -
     return "\n\n".join(parts)
 
 
-def build_user_message(snapshot: Snapshot, budget_tokens: int, extra: str = "") -> str:
-    """The user message of a proposal, from what the snapshot holds."""
+def build_request(snapshot: Snapshot, budget_tokens: int, crash: str = "") -> list[dict]:
+    """The user message of a proposal as two parts: what stays the same from one request to the next
+    first (the program, the task's facts, the frozen API, the knobs, the files: a prefix the model
+    APIs cache), then what changes (the noise, the history, the notes, what is running, the ask: a
+    new experiment, or the fix of a `crash`, whose files the snapshot holds)."""
     task = snapshot.task
-    sections = [f"# Research program ({task.program})\n{snapshot.program.strip()}",
-                f"# Task\nmetric: {task.metric} ({task.direction}); budget: {task.budget.value:g} {task.budget.kind} "
-                f"per experiment; hard timeout {task.budget.timeout:g} s."]
+    stable = [f"# Research program ({task.program})\n{snapshot.program.strip()}",
+              "# The task\n" + task_facts(task, snapshot.history)]
     for name, api in snapshot.frozen_api.items():
         if api:
-            sections.append(f"# What the frozen {name} offers (read-only)\n```python\n{api}\n```")
+            stable.append(f"# What the frozen {name} offers (read-only)\n```python\n{api}\n```")
     if task.knobs:
-        sections.append("# Knobs declared in autoresearch.toml (change a value where it lives)\n" + "\n".join(
+        stable.append("# Knobs declared in autoresearch.toml (change a value where it lives)\n" + "\n".join(
             f"- {k.name}: {k.spec}, in {k.file or task.knob_file}"
             + ("" if k.file else f" (passed to the command as {{{k.name}}})") for k in task.knobs))
     for name in task.editable:
         text = snapshot.files.get(name) or "(missing: create it with a whole-file block)"
-        sections.append(f"# Current {name}\n```python\n{text}\n```")
-    if snapshot.in_flight:
-        sections.append("# Running right now (do not propose these again)\n"
-                        + "\n".join(f"- {d}" for d in snapshot.in_flight))
+        shown = " (the version that crashed: your fix applies to this file)" if crash else _based_on(snapshot)
+        stable.append(f"# Current {name}{shown}\n```python\n{text}\n```")
+    changing = ["# The noise\n" + noise_text(task, snapshot.history)]
     if snapshot.notes:
-        sections.append("# Notes from the harness\n" + "\n".join(snapshot.notes))
-    if extra:
-        sections.append(extra)
-    fixed = sum(len(s) for s in sections)
-    history_budget = max(2000, budget_tokens * CHARS_PER_TOKEN - fixed - 2000)
-    sections.insert(2, "# History\n" + history_text(snapshot.history, task, history_budget))
-    sections.append("Propose the next experiment.")
-    return "\n\n".join(sections)
+        changing.append("# Notes from the harness\n" + "\n".join(snapshot.notes))
+    if snapshot.in_flight:
+        changing.append(_running(snapshot))
+    changing.append(crash or "Propose the next experiment.")
+    used = sum(len(part) for part in stable + changing)
+    history_budget = max(2000, budget_tokens * CHARS_PER_TOKEN - used - 2000)
+    history = history_text(snapshot.history, task, history_budget)
+    changing.insert(1, "# History (oldest experiments drop out first when the context is short)\n" + history)
+    return [{"type": "text", "text": "\n\n".join(stable) + "\n\n", "cache": True},
+            {"type": "text", "text": "\n\n".join(changing), "cache": False}]
+
+
+def build_user_message(snapshot: Snapshot, budget_tokens: int, crash: str = "") -> str:
+    """The user message of a proposal as one text (its parts joined)."""
+    return "".join(part["text"] for part in build_request(snapshot, budget_tokens, crash))
+
+
+def _based_on(snapshot: Snapshot) -> str:
+    """Which commit the files shown are, said plainly (other candidates may be running meanwhile)."""
+    kept = [e for e in snapshot.history if e.status == Status.KEEP and e.commit]
+    shown = next((e for e in reversed(kept) if e.commit == snapshot.parent), None)
+    if shown is None:
+        return ""
+    if shown is kept[-1]:
+        return f" (the code of #{shown.id}, the best so far: your edit applies to this file)"
+    return f" (the code of #{shown.id}, one of the best kept but not the best: your edit applies to this file)"
+
+
+def _running(snapshot: Snapshot) -> str:
+    return ("# Running right now (do not propose these again)\n" + "\n".join(f"- {d}" for d in snapshot.in_flight)
+            + "\nEach is another candidate with its own change; their results are not in yet. Your edit applies to "
+              "the file shown, not on top of theirs; if one of them is kept first, your edit is replayed on the "
+              "new best and must confirm its gain there.")

@@ -12,14 +12,17 @@ latency, error), which the study stores in the ledger.
 from __future__ import annotations
 
 import json
+import re
 
 from autoresearch.core.knobs import KnobError
 from autoresearch.core.records import Experiment
 from autoresearch.propose.base import Draft, Snapshot
-from autoresearch.propose.context import build_user_message, prompt_template, template_values
+from autoresearch.propose.context import build_request, prompt_template, template_values
 from autoresearch.propose.edits import EditError, Proposal, apply_to_texts, knob_edit, parse_answer
 from autoresearch.propose.models import ChatModel, ModelError
 from autoresearch.propose.search import searchable_knobs
+
+GAVE_UP = "gave up: the idea cannot work"
 
 
 class LLMProposer:
@@ -33,21 +36,21 @@ class LLMProposer:
         self.context_tokens = context_tokens
 
     def propose(self, snapshot: Snapshot) -> Draft:
-        return self._converse(snapshot, build_user_message(snapshot, self.context_tokens))
+        return self._converse(snapshot, build_request(snapshot, self.context_tokens))
 
     def fix(self, snapshot: Snapshot, crashed: Experiment, log_tail: str) -> Draft | None:
+        """A fix of the crash, or None when the model gives up on the idea (as the request offers)."""
         values = dict(template_values(snapshot.task), description=crashed.description, diff=crashed.diff[-6000:],
-                      log_tail=log_tail[-4000:])
+                      log_tail=log_tail)
         extra = "# The crash\n" + prompt_template("fix.md").substitute(values)
-        draft = self._converse(snapshot, build_user_message(snapshot, self.context_tokens, extra=extra))
-        if draft.proposal is None and "give up" in draft.response.lower():
-            return None
-        return draft
+        draft = self._converse(snapshot, build_request(snapshot, self.context_tokens, crash=extra), may_give_up=True)
+        return None if draft.error == GAVE_UP else draft
 
-    def _converse(self, snapshot: Snapshot, user: str) -> Draft:
+    def _converse(self, snapshot: Snapshot, user: list[dict], may_give_up: bool = False) -> Draft:
         system = prompt_template("system.md").substitute(template_values(snapshot.task))
         messages = [{"role": "user", "content": user}]
-        draft = Draft(None, self.name, model=self.model.name, prompt=system + "\n\n" + user)
+        prompt = system + "\n\n" + "".join(part["text"] for part in user)
+        draft = Draft(None, self.name, model=self.model.name, prompt=prompt)
         for attempt in range(1, self.max_edit_retries + 2):
             draft.attempts = attempt
             try:
@@ -56,15 +59,14 @@ class LLMProposer:
                 draft.error, draft.fatal = str(exc), exc.permanent
                 return draft
             _account(draft, completion)
+            if gives_up(completion.text):  # an answer, not a format error: never sent back
+                draft.error = GAVE_UP if may_give_up else "the model gave up instead of proposing"
+                return draft
             try:
                 proposal = parse_answer(completion.text, snapshot.main_file)
-                if proposal.description.lower() == "give up":
-                    raise EditError("gave up")
                 apply_to_texts(snapshot.files, proposal.edits, snapshot.task.editable)
             except EditError as exc:
                 draft.error = str(exc)
-                if str(exc) == "gave up":
-                    return draft
                 messages += [{"role": "assistant", "content": completion.text},
                              {"role": "user", "content": f"That answer could not be applied: {exc}. "
                                                          "Answer again, in the required format."}]
@@ -128,6 +130,12 @@ class KnobProposer:
         return None
 
 
+def gives_up(answer: str) -> bool:
+    """`DESCRIPTION: give up` (what a fix request offers when the idea itself cannot work)."""
+    match = re.search(r"^\s*DESCRIPTION:\s*(.*)$", answer, re.MULTILINE)
+    return match is not None and match.group(1).strip().strip(".!").lower() == "give up"
+
+
 def knob_schema(names: list[str]) -> dict:
     return {
         "type": "object",
@@ -153,6 +161,7 @@ def _account(draft: Draft, completion) -> None:
     draft.response = completion.text
     draft.tokens_in += completion.tokens_in
     draft.tokens_out += completion.tokens_out
+    draft.tokens_cached += getattr(completion, "tokens_cached", 0) or 0
     draft.latency_s += completion.latency_s
     if completion.cost_usd is not None:
         draft.cost_usd = (draft.cost_usd or 0.0) + completion.cost_usd

@@ -104,10 +104,11 @@ CREATE TABLE IF NOT EXISTS verifications (
 _MIGRATIONS = (
     ("experiments", "proposal_id", "INTEGER"),
     ("experiments", "proposer", "TEXT NOT NULL DEFAULT ''"),
+    ("proposals", "tokens_cached", "INTEGER NOT NULL DEFAULT 0"),  # input tokens the API served from its cache
 )
 
 _PROPOSAL_COLUMNS = ("kind", "status", "proposer", "model", "branch", "parent", "description", "reasoning",
-                     "edits_json", "prompt", "response", "tokens_in", "tokens_out", "cost_usd", "latency_s",
+                     "edits_json", "prompt", "response", "tokens_in", "tokens_out", "tokens_cached", "cost_usd", "latency_s",
                      "attempts", "error", "experiment_id", "fix_of", "created_at")
 
 

@@ -134,6 +134,7 @@ def init_workspace(path: Path, *, template: str = "llm", preset: str | None = No
         if item.name not in TEMPLATE_SKIP and item.is_file():
             shutil.copy2(item, path / item.name)
     shutil.copy2(shared_file("gitignore"), path / ".gitignore")
+    shutil.copy2(shared_file("AGENTS.md"), path / "AGENTS.md")  # for outside agents; program.md is the research
     if template == "llm":
         _apply_preset(path, preset or detect_preset(), dataset, budget_seconds)
     elif preset:

@@ -69,6 +69,7 @@ class Candidate:
     slot: str = ""
     over_budget: str = ""  # why its last run did not count: over the budget by the harness's clock
     stopped_at: float | None = None  # the share of the budget at which early abort stopped it
+    machine_reruns: int = 0  # runs the machine slowed into a failure, run again (core/machine.py)
 
     def __post_init__(self) -> None:  # what the diff is, measured once for all its runs
         self.change = classify_change(self.diff)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from autoresearch.core.logtail import explain_tail
 from autoresearch.core.records import Experiment
 from autoresearch.core.settings import AgentSettings
 from autoresearch.propose.base import Proposer
@@ -20,7 +21,7 @@ from autoresearch.study.candidate import Candidate
 from autoresearch.study.proposals import Request
 from autoresearch.study.snapshot import Snapshots
 
-LOG_LINES = 60  # of the crashed run's log, shown to the proposer
+LOG_LINES = 400  # of the crashed run's log, read; the lines that explain the failure are shown
 
 
 @dataclass
@@ -50,16 +51,18 @@ class Fixes:
         edits = candidate.proposal.edits if candidate.proposal else []
         self.queue.append(Fix(crashed, candidate.proposer, attempt, candidate.against, edits))
 
-    def next(self, history: list[Experiment], in_flight: list[str]) -> Request | None:
-        """The next fix's draft, or None when its proposer is gone or leaves the crash unfixed."""
+    def next(self, history: list[Experiment], in_flight: list[str], notes: list[str]) -> Request | None:
+        """The next fix's draft, or None when its proposer is gone or leaves the crash unfixed (gives up)."""
         fix = self.queue.popleft()
         proposer = self.proposers.get(fix.proposer)
         if proposer is None:
             return None
         crashed = fix.crashed
-        snapshot = self.snapshots.take(crashed.parent, history, in_flight, files=self.snapshots.files_at(crashed.commit))
-        draft = proposer.fix(snapshot, crashed, log_tail(self.ws.root / crashed.log_path, LOG_LINES))
+        snapshot = self.snapshots.take(crashed.parent, history, in_flight, notes,
+                                       files=self.snapshots.files_at(crashed.commit))
+        tail = explain_tail(log_tail(self.ws.root / crashed.log_path, LOG_LINES))  # the lines that explain it
+        draft = proposer.fix(snapshot, crashed, tail)
         if draft is None:
-            self.notes.append(f"{fix.proposer} left the crash of #{crashed.id} unfixed")
+            self.notes.append(f"{fix.proposer} gave up on the crash of #{crashed.id}: the idea goes no further")
             return None
         return Request(draft, crashed.parent, fix.proposer, kind="fix", fix=fix)

@@ -112,9 +112,12 @@ class Proposals:
         name = self.bandit.choose(list(self.proposers), self.ledger.proposer_records(self.branch))
         parent, explored = self._choose_parent(best)
         history = self.ledger.experiments(self.branch)
+        return name, parent, explored, self.snapshots.take(parent, history, in_flight, notes=self.briefing(history))
+
+    def briefing(self, history: list[Experiment]) -> list[str]:
+        """The harness's notes for a proposer (fix requests get them too)."""
         curves = self.ledger.curves(curves_wanted(history))
-        notes = briefing(history, curves, self.task.metric, self.choices.stagnation_after)
-        return name, parent, explored, self.snapshots.take(parent, history, in_flight, notes=notes)
+        return briefing(history, curves, self.task.metric, self.choices.stagnation_after, self.task.judge.z)
 
     def _choose_parent(self, best: Experiment) -> tuple[str, bool]:
         """The best kept commit, or with top_k > 1 sometimes another of the k best (by the task's direction)."""

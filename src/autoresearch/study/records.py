@@ -14,6 +14,7 @@ import statistics
 from autoresearch.core.abort import Verdict
 from autoresearch.core.budget import OVER_BUDGET, over_budget, warmup_bound
 from autoresearch.core.judge import Decision, Evidence, judge, pooled_sigma
+from autoresearch.core.machine import MACHINE_RERUNS, machine_slowdown
 from autoresearch.core.records import Experiment, Outcome, RunRecord
 from autoresearch.core.results import ExperimentResult
 from autoresearch.core.status import Status
@@ -50,12 +51,32 @@ class Recorder:
         return self.ws.run_paths(candidate.exp_id, candidate.runs + 1)
 
     def weigh(self, candidate: Candidate, trial: TrialResult) -> Decision:
-        """Record one run of the candidate and judge all its runs so far (keep, discard, crash or rerun)."""
+        """Record one run of the candidate and judge all its runs so far (keep, discard, crash or rerun).
+        A run the machine slowed into its timeout (or a memory kill) is run again, once: not a bug."""
         failure = trial.failure or self._over_budget(candidate, trial)
         candidate.over_budget = failure if failure.startswith(OVER_BUDGET) else ""
         metric = trial.metric if not failure else None  # an over-budget score is information, never a measurement
+        slowed = self._slowed(candidate, trial) if failure else ""
         self._record_run(candidate, trial, metric)
+        if slowed:
+            candidate.machine_reruns += 1
+            return Decision(Status.RERUN, f"{failure}, but {slowed}")
         return judge(self.task, candidate.evidence, failure)
+
+    def _slowed(self, candidate: Candidate, trial: TrialResult) -> str:
+        """Why this failed run is the machine's doing (its throughput against the same code's or the best's)."""
+        if candidate.machine_reruns >= MACHINE_RERUNS:
+            return ""
+        ids = [candidate.exp_id] + ([candidate.against.id] if candidate.against else [])
+        curves = self.ledger.curves(ids)
+        mine = curves.get(candidate.exp_id, {})
+        now = _throughput(mine.get(candidate.runs + 1, []))
+        earlier = [_throughput(points) for run, points in mine.items() if run <= candidate.runs]
+        best = candidate.against.metrics.get("tokens_per_sec") if candidate.against else None
+        if not isinstance(best, (int, float)) and candidate.against:
+            best = max((_throughput(p) or 0.0 for p in curves.get(candidate.against.id, {}).values()), default=None)
+        reference = max([t for t in earlier if t] or [best or 0.0])
+        return machine_slowdown(trial.run.timed_out, trial.run.killed_for, now, reference)
 
     def stopped_early(self, candidate: Candidate, trial: TrialResult, verdict: Verdict) -> Decision:
         """A first run stopped by the early-abort rule: recorded, and a discard that says why."""
@@ -113,6 +134,12 @@ class Recorder:
                                 parent=candidate.parent, description=candidate.description, metrics=summary,
                                 wall_seconds=candidate.wall, log_path=ws.run_paths(candidate.exp_id).log,
                                 runs=candidate.runs, slot=candidate.slot, proposer=candidate.proposer)
+
+
+def _throughput(points: list) -> float | None:
+    """The last tokens/s a run reported in its progress lines."""
+    rates = [p.tokens_per_second for p in points if p.tokens_per_second]
+    return rates[-1] if rates else None
 
 
 def _summary(candidate: Candidate, decision: Decision) -> dict:

@@ -182,7 +182,8 @@ class Study:
     def _next_request(self) -> Request | None:
         in_flight = self.runs.descriptions()
         if self.fixes:
-            request = self.fixes.next(self.ledger.experiments(self.branch), in_flight)
+            history = self.ledger.experiments(self.branch)
+            request = self.fixes.next(history, in_flight, self.proposals.briefing(history))
             self._say(self.fixes.notes)
             return request
         request = self.proposals.next(in_flight)

@@ -20,9 +20,10 @@ def command(args) -> int:
     from autoresearch.interfaces.history import history, render
 
     ws = Workspace.find(args.workspace)
-    branch = None if args.all_branches else ws.branch()
-    with ws.open_ledger(readonly=True) as ledger:
-        data = history(ledger, branch)
+    task, current = ws.task(), ws.branch()
+    branch = None if args.all_branches else current
+    with ws.open_ledger(readonly=True) as ledger:  # the briefing: the current branch's, also with --all-branches
+        data = history(ledger, branch, task, briefed=current)
     if args.json:
         print(json.dumps(data, indent=2))
     else:

@@ -2,54 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from conftest import git, ledger_for, run_cli, set_line
+from helpers import ScriptedProposer, consistent_record
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.base import ExecutorError
 from autoresearch.execute.local import LocalExecutor, plan_slots
-from autoresearch.propose.base import Draft
-from autoresearch.propose.edits import Edit, Proposal
 from autoresearch.propose.search import RandomProposer
 from autoresearch.study.study import StudyOptions, run_study
-
-
-class ScriptedProposer:
-    """Proposes the given knob changes in order, against whatever best it is shown."""
-    name = "scripted"
-
-    def __init__(self, changes: list[tuple[str, str, str]]):
-        self.changes = list(changes)
-        self.seen_in_flight: list[list[str]] = []
-
-    def propose(self, snapshot) -> Draft:
-        self.seen_in_flight.append(list(snapshot.in_flight))
-        if not self.changes:
-            return Draft(None, self.name, error="nothing left to propose")
-        description, old, new = self.changes.pop(0)
-        line = next(line for line in snapshot.files["train.py"].splitlines() if line.startswith(old))
-        return Draft(Proposal(description, "", [Edit("train.py", line, new + line[len(new):] if len(line) > len(new)
-                                                     else new)]), self.name)
-
-    def fix(self, snapshot, crashed, log_tail):
-        return None
-
-
-def _consistent(ws) -> list:
-    ledger = ledger_for(ws)
-    experiments = ledger.experiments()
-    branch = git(ws, "rev-parse", "--abbrev-ref", "HEAD")
-    best = ledger.incumbent(branch)
-    ledger.close()
-    assert all(e.status in ("keep", "discard", "crash") for e in experiments)
-    assert git(ws, "rev-parse", "HEAD") == best.commit
-    assert list(pd.read_csv(ws / "results.tsv", sep="\t").status) == [e.status for e in experiments]
-    kept = [e for e in experiments if e.status == "keep"]
-    for before, after in zip(kept, kept[1:]):  # kept commits form one line, each on top of the last
-        assert after.parent == before.commit
-    assert git(ws, "status", "--porcelain", "--untracked-files=no") == ""
-    return experiments
 
 
 def test_plan_slots_one_device_each():
@@ -61,14 +22,14 @@ def test_plan_slots_one_device_each():
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in cpu)
 
 
-def test_slots_run_at_once_and_the_record_stays_consistent(tiny_workspace):
+def test_slots_run_at_once_and_the_record_staysconsistent_record(tiny_workspace):
     ws = tiny_workspace
     set_line(ws / "train.py", "    main()", "    import time; time.sleep(1.0); main()")
     git(ws, "commit", "-qam", "runs of a second")
     task = load_task(ws)
     executor = LocalExecutor(ws, task, plan_slots(3, []))
     summary = run_study(ws, [RandomProposer(seed=5)], StudyOptions(max_experiments=6), executor=executor)
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     assert len(experiments) >= 7 and summary.stop_reason.startswith("started 6")
     runs = [e for e in experiments[1:]]
     overlapping = sum(1 for a in runs for b in runs if a.id < b.id and b.started_at < a.finished_at)
@@ -85,7 +46,7 @@ def test_a_gain_on_an_older_parent_is_replayed_on_the_new_best(tiny_workspace):
     proposer = ScriptedProposer([("order 3", "ORDER = 2", "ORDER = 3"), ("alpha 1.2", "ALPHA = 1.0", "ALPHA = 1.2")])
     executor = LocalExecutor(ws, load_task(ws), plan_slots(2, []))
     run_study(ws, [proposer], StudyOptions(max_experiments=3, max_idle_proposals=1), executor=executor)
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     by_description = {e.description: e for e in experiments}
     order3, alpha = by_description["order 3"], by_description["alpha 1.2"]
     replay = next(e for e in experiments if e.description.startswith("replay of"))
@@ -102,7 +63,7 @@ def test_cli_runs_local_slots(tiny_workspace):
     out = run_cli("run", "--slots", "2", "--max-experiments", "4", "--seed", "1", "--plain", cwd=tiny_workspace)
     assert out.returncode == 0, out.stderr
     assert "on 2 local slot(s)" in out.stdout and "started 4 experiments" in out.stdout
-    _consistent(tiny_workspace)
+    consistent_record(tiny_workspace)
     bad = run_cli("run", "--slots", "2", "--gpus", "0", cwd=tiny_workspace)
     assert bad.returncode == 1 and "at most 1 slots" in bad.stderr
 
@@ -133,6 +94,6 @@ def test_sigkill_of_the_coordinator_then_resume(tiny_workspace):
     out = run_cli("run", "--slots", "3", "--plain", "--max-experiments", "3", "--seed", "5", cwd=ws)
     assert out.returncode == 0, out.stderr
     assert "interrupted by the last stop" in out.stdout
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     interrupted = [e for e in experiments if e.reason.startswith("interrupted")]
     assert len(interrupted) >= 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, set_line
-from test_parallel import _consistent
+from helpers import consistent_record
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.base import Job
@@ -47,7 +47,7 @@ def test_loop_on_a_ray_cluster(cluster, tiny_workspace):
     executor = RayExecutor(ws, load_task(ws))
     assert executor.capacity == WORKERS
     summary = run_study(ws, [RandomProposer(seed=11)], StudyOptions(max_experiments=8), executor=executor)
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     assert len(summary.experiments) >= 9  # the baseline, 8 started, and replays if any
     runs = experiments[1:]
     at_once = max(sum(1 for b in runs if b.started_at <= a.started_at < (b.finished_at or 0)) for a in runs)

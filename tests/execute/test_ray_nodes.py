@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, ledger_for, set_line
-from test_parallel import _consistent
+from helpers import consistent_record
 
 from autoresearch.store.templates import init_workspace
 from autoresearch.store.workspace import Workspace
@@ -140,7 +140,7 @@ def test_two_nodes_in_their_own_namespaces_a_killed_node_loses_nothing(two_nodes
         sh("kill", "-9", pid, check=False)
     output, _ = study.communicate(timeout=900)
     assert study.returncode == 0, output[-3000:]
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     assert len(experiments) >= 6 and all(e.status in ("keep", "discard") for e in experiments), output[-2000:]
     ledger = ledger_for(ws)
     slots = {e.id: [r["metrics"].get("slot", "") for r in ledger.runs(e.id)] for e in experiments}

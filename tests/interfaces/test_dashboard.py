@@ -87,12 +87,12 @@ def test_page_loads_updates_live_and_opens_a_diff(tiny_workspace, tmp_path):
 def test_a_running_experiments_curve_is_drawn_live_against_the_incumbents_band(tiny_workspace, tmp_path):
     import threading
 
-    from test_curves import ListProposer, _curve_task
+    from helpers import ListProposer, curve_task
 
     from autoresearch.study.study import StudyOptions, run_study
 
     ws = tiny_workspace
-    _curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
+    curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n")
     set_line(ws / "train.py", "BUDGET = ", "BUDGET = 4.0")
     git(ws, "commit", "-qam", "four seconds")
     study = threading.Thread(target=run_study, args=(ws, [ListProposer([6.0, 1.2])], StudyOptions(

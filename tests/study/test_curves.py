@@ -8,15 +8,14 @@ import random
 import re
 
 import pytest
-from conftest import git, ledger_for
+from conftest import ledger_for
+from helpers import TRAIN, ListProposer, curve_task
 from llm_server import ScriptedLLMServer
 
 from autoresearch.core.abort import AbortRule, Reference, check
 from autoresearch.core.curve import Point, at_least_elapsed, loss_at, points_from_log
 from autoresearch.core.task import load_task
 from autoresearch.execute.local import LocalExecutor, plan_slots
-from autoresearch.propose.base import Draft
-from autoresearch.propose.edits import Edit, Proposal
 from autoresearch.propose.llm import LLMProposer
 from autoresearch.propose.models import OpenAIChat
 from autoresearch.study.study import StudyOptions, run_study
@@ -98,45 +97,14 @@ def test_the_share_of_the_budget_never_lags_the_harness_clock():
     assert [p.step for p in points] == [1, 2] and points[0].tokens_per_second == 1234 and math.isnan(points[1].loss)
 
 
-TRAIN = '''import random, time
-X = 1.0  # knob: float 0..10
-BUDGET = 3.0
-rng = random.Random()
-start, step = time.time(), 0
-while (progress := (time.time() - start) / BUDGET) < 1.0:
-    step += 1
-    loss = 3.0 - progress + 0.3 * abs(X - 1.0) + rng.gauss(0, 0.01)
-    print(f"step {step:05d} ({100 * progress:5.1f}%) | loss {loss:.4f} | tok/s 1,000", flush=True)
-    time.sleep(0.05)
-print("---")
-print(f"score: {2.0 + 0.3 * abs(X - 1.0) + rng.gauss(0, 0.01):.6f}")
-'''
-
-# a worse X falls further behind as it trains: never "closing the gap", whatever the noise of two points
 FALLING_BEHIND = TRAIN.replace("progress + 0.3 * abs(X - 1.0) + rng",
                                "progress + 0.3 * abs(X - 1.0) * (1 + progress) + rng")
-
-
-class ListProposer:
-    name = "list"
-
-    def __init__(self, values: list[float]):
-        self.values = list(values)
-
-    def propose(self, snapshot) -> Draft:
-        line = next(line for line in snapshot.files["train.py"].splitlines() if line.startswith("X = "))
-        value = self.values.pop(0)
-        return Draft(Proposal(f"X {value:g}", "", [Edit("train.py", line, f"X = {value:g}  # knob: float 0..10")]),
-                     self.name)
-
-    def fix(self, snapshot, crashed, log_tail):
-        return None
 
 
 @pytest.mark.parametrize("slots", [1, 2])
 def test_a_study_records_every_curve_and_stops_a_hopeless_candidate(tiny_workspace, slots):
     ws = tiny_workspace
-    _curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n", train=FALLING_BEHIND)
+    curve_task(ws, "\n[early_abort]\nenabled = true\ncheckpoints = [0.3, 0.5]\n", train=FALLING_BEHIND)
     executor = LocalExecutor(ws, load_task(ws), plan_slots(slots, []))
     run_study(ws, [ListProposer([6.0, 1.0])], StudyOptions(max_experiments=3 if slots == 1 else 2, pipeline=False),
               executor=executor)
@@ -155,18 +123,9 @@ def test_a_study_records_every_curve_and_stops_a_hopeless_candidate(tiny_workspa
     assert f"[stopped at {100 * hopeless.metrics['stopped_at']:.0f} %]" in (ws / "results.tsv").read_text()
 
 
-def _curve_task(ws, extra: str = "", train: str = TRAIN) -> None:
-    (ws / "train.py").write_text(train)
-    toml = ws / "autoresearch.toml"
-    text = toml.read_text().replace('metric = "val_bpb"', 'metric = "score"')
-    text = text.replace('command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]', "")
-    toml.write_text(text + "\n[judge]\nbaseline_runs = 3\nmax_reruns = 0\n" + extra)
-    git(ws, "commit", "-qam", "a task that prints its curve")
-
-
 def test_the_model_is_told_the_best_runs_figures_its_curve_and_to_change_structure_when_stuck(tiny_workspace):
     ws = tiny_workspace
-    _curve_task(ws)
+    curve_task(ws)
     values = iter([3.0, 4.0, 5.0, 6.0])
 
     def respond(request: dict) -> str:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 from conftest import git, ledger_for, run_cli, set_line
+from helpers import consistent_record
 from llm_server import ScriptedLLMServer
-from test_parallel import _consistent
 
 from autoresearch.core.task import load_task
 from autoresearch.execute.local import LocalExecutor, plan_slots
@@ -55,7 +55,7 @@ def test_two_slots_fix_a_crash_and_write_a_proposal_while_both_run(tiny_workspac
         model = OpenAIChat("gpt-4.1-mini", base_url=server.base_url, max_retries=0, timeout=30)
         summary = run_study(ws, [LLMProposer(model)], StudyOptions(max_experiments=6, failure_backoff_s=0.01),
                             executor=executor)
-    experiments = _consistent(ws)
+    experiments = consistent_record(ws)
     crashed = next(e for e in experiments if e.description == "raise on purpose")
     fixed = next(e for e in experiments if e.description.startswith("raise on purpose (fix 1: remove the raise)"))
     assert crashed.status == "crash" and "boom" in crashed.reason

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 from conftest import git, ledger_for, run_cli
-from test_parallel import ScriptedProposer
+from helpers import ScriptedProposer
 
 from autoresearch.interfaces.dashboard import read_state
 from autoresearch.study.study import StudyOptions, run_study

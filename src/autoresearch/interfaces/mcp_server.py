@@ -50,8 +50,7 @@ MAX_TAIL_LINES = 2000
 INSTRUCTIONS = """\
 autoresearch runs an ML research loop in one git workspace and keeps its books.
 1. Call task() once: the metric and its direction, the budget, which files you may edit, and
-   program.md (the researcher's instructions; where it says `autoresearch exp` or `status`, use
-   run_experiment and history here).
+   program.md (the researcher's text about the research; how to drive the harness is this text).
 2. Edit only the editable files, with your own file tools: one idea per experiment.
 3. Call run_experiment(description): it commits the edit, trains, and keeps it only if it beats
    the best so far; otherwise the branch moves back (the attempt stays recorded).

@@ -42,15 +42,16 @@ lr, depth = value("MATRIX_LR", 0.04), value("DEPTH", 4)
 rng = random.Random(int(os.environ.get("AUTORESEARCH_SEED") or 42))
 bpb = 1.9 + 0.08 * math.log(lr / 0.03) ** 2 + 0.01 * abs(depth - 5) + rng.gauss(0, 0.004)
 for step in range(1, 5):
-    time.sleep(0.05)
-    print(f"step {step:05d} ({25.0 * step:5.1f}%) | loss {5.0 - step * 0.5:.4f} | tok/s 6,000", flush=True)
+    time.sleep(0.2)
+    loss = 5.0 - step * 0.5 + (bpb - 1.9) * step / 4
+    print(f"step {step:05d} ({25.0 * step:5.1f}%) | loss {loss:.4f} | tok/s 6,000", flush=True)
 print(f"---\\nval_bpb: {bpb:.6f}\\ntraining_seconds: 1.0\\ntotal_seconds: 1.2\\npeak_vram_mb: 700.0")
 print("num_params_M: 4.2\\ntokens_per_sec: 6000\\ndevice: cpu")
 '''
 
-FACTS = {"sequence length": ["sequence length"], "vocabulary": ["vocabulary"], "noise/sd": ["noise", "sd"],
-         "timeout": ["timeout"], "tok/s": ["tok/s"], "params": ["params"], "margin/' sd'": ["margin", " sd"],
-         "Running right now": ["Running right now"]}
+FACTS = {"sequence length": r"sequence length", "vocabulary": r"vocabulary", "noise/sd": r"\bnoise\b|\bsd\b",
+         "timeout": r"timeout", "tok/s": r"tok/s", "params": r"params", "margin/' sd'": r"\bmargin|\d sd\b",
+         "Running right now": r"Running right now"}  # what the user message states (regexes, case-insensitive)
 
 
 # --- one measurement, with one tree's own code ------------------------------------------------------------------
@@ -116,15 +117,18 @@ def shared_prefix(a: str, b: str) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
-def shape(bodies: list[dict], at: int) -> dict:
-    """The `at`-th request (1-based): its user message and how much of it the previous request shares."""
+def shape(bodies: list[dict], at: int, file_lines: set[str]) -> dict:
+    """The `at`-th request (1-based): its user message and how much of it the previous request shares.
+    What it states and its section headers are read from its lines that are no line of the workspace's files
+    (train.py, prepare.py, program.md, the stub): what the harness writes, not the files it shows."""
     if len(bodies) < at:
         return {}
     system, user = request_texts(bodies[at - 1])
     before = "".join(request_texts(bodies[at - 2])) if at > 1 else ""
     whole = system + user
-    states = {name: any(word in user for word in words) for name, words in FACTS.items()}
-    headers = [ln for ln in user.splitlines() if ln.startswith("# ")]
+    own = [ln for ln in user.splitlines() if ln not in file_lines]  # the harness's words, not the files shown
+    states = {name: re.search(pattern, "\n".join(own), re.I) is not None for name, pattern in FACTS.items()}
+    headers = [ln for ln in own if ln.startswith("# ")]
     return {"user_tokens": len(user) // 4, "system_tokens": len(system) // 4,
             "cacheable_share": shared_prefix(whole, before) / len(whole) if whole else 0.0,
             "states": states, "headers": "\n".join(headers)[:300]}
@@ -132,17 +136,21 @@ def shape(bodies: list[dict], at: int) -> dict:
 
 def measure(wire: str, experiments: int, at: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))  # the working tree's server for both trees: the same token counting
-    import autoresearch
     from genai_prices import Usage, calc_price
     from llm_server import ScriptedLLMServer
 
+    import autoresearch
     from autoresearch.propose.llm import LLMProposer
     from autoresearch.propose.models import AnthropicChat, OpenAIChat
     from autoresearch.store.workspace import Workspace
     from autoresearch.study.study import StudyOptions, run_study
 
     class CountingServer(ScriptedLLMServer):
-        usages: list[dict] = []
+        """Keeps the usage block of every answer: what the API would have billed."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.usages: list[dict] = []
 
         def _usage(self, provider, body, reply):
             usage = super()._usage(provider, body, reply)
@@ -153,6 +161,8 @@ def measure(wire: str, experiments: int, at: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="ar-request-cost-") as tmp, \
             CountingServer(responder=responder(), count_tokens=True) as server:
         ws = stub_workspace(Path(tmp) / "ws")
+        file_lines = {ln for f in ws.iterdir() if f.is_file() and f.suffix in (".py", ".md")
+                      for ln in f.read_text().splitlines()}
         if wire == "openai":
             chat = OpenAIChat(model, base_url=server.base_url, api_key="x")
         else:
@@ -165,28 +175,30 @@ def measure(wire: str, experiments: int, at: int) -> dict:
         ledger.close()
     bodies = [r["json"] for r in server.requests if r["method"] == "POST"]
     tokens_in = cached = written = tokens_out = 0
-    for usage in server.usages:
+    cost = cost_uncached = 0.0
+    for usage in server.usages:  # priced one request at a time: prices can be tiered by a request's size
         if wire == "openai":
-            tokens_in += usage["prompt_tokens"]
-            cached += usage.get("prompt_tokens_details", {}).get("cached_tokens", 0)
+            read, wrote = usage.get("prompt_tokens_details", {}).get("cached_tokens", 0), 0
+            size = usage["prompt_tokens"]
         else:
             read, wrote = usage.get("cache_read_input_tokens", 0), usage.get("cache_creation_input_tokens", 0)
-            tokens_in += usage["input_tokens"] + read + wrote
-            cached, written = cached + read, written + wrote
-        tokens_out += usage.get("completion_tokens", usage.get("output_tokens", 0))
-    price = calc_price(Usage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=cached or None,
-                             cache_write_tokens=written or None), model_ref=model, provider_id=provider)
-    uncached = calc_price(Usage(input_tokens=tokens_in, output_tokens=tokens_out), model_ref=model,
-                          provider_id=provider)
+            size = usage["input_tokens"] + read + wrote
+        out = usage.get("completion_tokens", usage.get("output_tokens", 0))
+        tokens_in, cached, written, tokens_out = tokens_in + size, cached + read, written + wrote, tokens_out + out
+        cost += float(calc_price(Usage(input_tokens=size, output_tokens=out, cache_read_tokens=read or None,
+                                       cache_write_tokens=wrote or None), model_ref=model,
+                                 provider_id=provider).total_price)
+        cost_uncached += float(calc_price(Usage(input_tokens=size, output_tokens=out), model_ref=model,
+                                          provider_id=provider).total_price)
     return {"autoresearch": autoresearch.__file__, "summary": str(summary)[:200],
             "figures": {"experiments in the ledger": experiments_done, "proposals in the ledger": len(rows),
                         "requests": len(bodies), "input tokens": tokens_in, "input tokens / request":
                         tokens_in / max(len(bodies), 1), "cached tokens": cached, "cache-written tokens": written,
-                        "output tokens": tokens_out, "cost USD (genai-prices)": float(price.total_price),
-                        "cost USD without caching": float(uncached.total_price),
+                        "output tokens": tokens_out, "cost USD (genai-prices)": cost,
+                        "cost USD without caching": cost_uncached,
                         "ledger cost USD": sum(r.get("cost_usd") or 0.0 for r in rows),
                         "ledger cached tokens": sum(r.get("tokens_cached", 0) or 0 for r in rows)},
-            "shape": shape(bodies, at)}
+            "shape": shape(bodies, at, file_lines)}
 
 
 # --- the parent: both trees, both wire formats --------------------------------------------------------------------
@@ -234,9 +246,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
                 ("system tokens", before["system_tokens"], after["system_tokens"]),
                 ("shared prefix with request before", f"{before['cacheable_share']:.1%}",
                  f"{after['cacheable_share']:.1%}")]
-        rows += [(f"states {name}", fmt(before["states"][name]), fmt(after["states"][name])) for name in FACTS]
+        rows += [(f"harness text states {name}", fmt(before["states"][name]), fmt(after["states"][name])) for name in FACTS]
         for name, b, a in rows:
-            print(f"  {name:<36}{str(b):>10}{str(a):>10}")
+            print(f"  {name:<46}{str(b):>10}{str(a):>10}")
         left, right = before["headers"].splitlines(), after["headers"].splitlines()
         print(f"  section headers (first 300 characters):\n  {'before':<48}after")
         for b, a in itertools.zip_longest(left, right, fillvalue=""):
@@ -255,7 +267,7 @@ def main() -> None:
         return
     rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
-    old = Path(f"/tmp/ar-req-before-{rev}")
+    old = Path("/tmp/ar-req-before")
     if old.exists():
         subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
     subprocess.run(["git", "worktree", "add", "--detach", str(old), rev], cwd=ROOT, check=True, capture_output=True)

@@ -44,7 +44,7 @@ def test_the_request_states_the_task_the_noise_and_what_each_run_cost():
                  "sequence length 256, vocabulary 2048 tokens", "cpu, peak 0.33 TFLOP/s", "4.2M parameters"):
         assert fact in text, fact
     assert "Run-to-run noise: sd " in text and "from 5 runs of 2 commits on different seeds" in text
-    assert "+3.1 sd" in text and "+1.2 sd, mean of 2 runs" in text  # each decision's margin
+    assert "gain +3.1 sd" in text and "gain +1.2 sd, mean of 2 runs" in text  # each decision's margin
     assert "1,150 tok/s" in text and "65 s per run" in text  # a discarded run's throughput and wall time
     assert "421 s of the 420 s timeout per run" in text and "timed out after 420 s" in text
 

@@ -61,8 +61,8 @@ def noise_text(task: Task, history: list[Experiment]) -> str:
                 f"commits): no noise, so any real gain above {task.judge.min_delta:g} is kept.")
     return (f"Run-to-run noise: sd {sigma:.6f} {task.metric}, from {runs} runs of {len(groups)} commits on different "
             f"seeds ({dof} degrees of freedom). A change is kept when its gain beats {task.judge.z:g} sd of the "
-            f"difference (a gain of {task.judge.grey_zone:g}-{task.judge.z:g} sd runs again first); the margin of "
-            f"each decision is in the history, in sd.")
+            f"difference (a gain of {task.judge.grey_zone:g}-{task.judge.z:g} sd runs again first); each decision's "
+            f"gain in sd is in the history (negative: worse than what it was judged against).")
 
 
 def run_figures(exp: Experiment, timeout: float) -> str:
@@ -85,9 +85,9 @@ def run_figures(exp: Experiment, timeout: float) -> str:
 
 
 def margin_text(exp: Experiment) -> str:
-    """The decision's margin in sd, and the runs it rests on."""
+    """The decision's margin (its gain, in sd of the difference: negative is worse), and the runs it rests on."""
     margin, runs = exp.metrics.get("margin"), exp.metrics.get("runs")
-    parts = [f"{margin:+.1f} sd"] if _number(margin) and math.isfinite(margin) else []
+    parts = [f"gain {margin:+.1f} sd"] if _number(margin) and math.isfinite(margin) else []
     if _number(runs) and runs > 1:
         parts.append(f"mean of {runs:.0f} runs")
     return ", ".join(parts)

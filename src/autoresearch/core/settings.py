@@ -178,6 +178,13 @@ class AgentSettings:
     output_usd_per_mtok: number(ge=0) | None = None
 
     @model_validator(mode="after")
+    def _thinking_budget(self):
+        if 0 < self.thinking_tokens < 1024:
+            raise ValueError(f"thinking_tokens must be 0 (off) or at least 1024 (Anthropic's minimum), "
+                             f"not {self.thinking_tokens}")
+        return self
+
+    @model_validator(mode="after")
     def _both_prices_or_neither(self):
         if (self.input_usd_per_mtok is None) != (self.output_usd_per_mtok is None):
             raise ValueError("input_usd_per_mtok and output_usd_per_mtok go together: give both (USD per "

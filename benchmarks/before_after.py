@@ -14,24 +14,20 @@ load hits both alike; each figure is the median over the rounds. Prints the raw 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, tree_env, worktree_of
+
 NUMBER = r"(-?[\d.]+)"
 
 
 def run(tree: Path, script: str, *args: str) -> str:
     """One benchmark from `tree` with `tree`'s own src/ first on the path; returns its stdout."""
-    env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tree / 'benchmarks'}")
-    where = subprocess.run([sys.executable, "-c", "import autoresearch; print(autoresearch.__file__)"],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(tree / "src"), f"autoresearch from {where}, not {tree}"
-    done = subprocess.run([sys.executable, str(tree / "benchmarks" / script), *args], env=env, cwd=tree,
+    done = subprocess.run([sys.executable, str(tree / "benchmarks" / script), *args], env=tree_env(tree), cwd=tree,
                           capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{script} in {tree} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -95,16 +91,8 @@ def main() -> None:
     parser.add_argument("--stub-seconds", type=float, default=1.0)
     parser.add_argument("--scale-experiments", type=int, default=12, help="scale.py part 1 experiments per slot count")
     args = parser.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    old = Path(f"/tmp/ar-before-{rev}")
-    if old.exists():
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), rev], cwd=ROOT, check=True, capture_output=True)
-    try:
+    with worktree_of(args.rev, "ar-before") as (rev, old):
         figures = measure({"before": old, "after": ROOT}, args)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
     print(f"before = {rev}, after = working tree of {ROOT}")
     table(figures, args.rounds)
 

@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from autoresearch.data.build import prepare_data
 from autoresearch.store.templates import init_workspace
 from autoresearch.store.workspace import Workspace
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY_COMMAND = 'command = ["{python}", "train.py"]'
 TINY_EVALUATION = 'command = ["{python}", "-P", "prepare.py", "evaluate", "{handoff}"]'
+
+
+@contextmanager
+def worktree_of(rev: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """`rev` checked out in a temporary git worktree /tmp/<prefix>-<rev>, removed afterwards: its short
+    name and its path (for measuring an older commit side by side with the working tree)."""
+    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    path = Path(f"/tmp/{prefix}-{short}")
+    if path.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=True)
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), short], cwd=ROOT, check=True, capture_output=True)
+    try:
+        yield short, path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=True)
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """An environment whose Python imports autoresearch (and the benchmarks' modules) from `tree`, checked."""
+    env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tree / 'benchmarks'}")
+    where = subprocess.run([sys.executable, "-c", "import autoresearch; print(autoresearch.__file__)"],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(tree / "src"), f"autoresearch from {where}, not {tree}"
+    return env
 
 
 def commit_all(ws: Path, message: str) -> None:

@@ -30,7 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, tree_env, worktree_of
+
 MODELS = {"openai": ("gpt-4.1", "openai"), "anthropic": ("claude-sonnet-4-5", "anthropic")}
 
 STUB = '''import math, os, random, re, time
@@ -204,10 +205,7 @@ def measure(wire: str, experiments: int, at: int) -> dict:
 # --- the parent: both trees, both wire formats --------------------------------------------------------------------
 
 def run_tree(tree: Path, wire: str, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
-    where = subprocess.run([sys.executable, "-c", "import autoresearch; print(autoresearch.__file__)"],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(tree / "src"), f"autoresearch from {where}, not {tree}"
+    env = tree_env(tree)
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", wire, "--experiments",
                            str(args.experiments), "--shape-at", str(args.shape_at)],
                           env=env, cwd=tree, capture_output=True, text=True)
@@ -265,20 +263,12 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.experiments, args.shape_at)))
         return
-    rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    old = Path("/tmp/ar-req-before")
-    if old.exists():
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), rev], cwd=ROOT, check=True, capture_output=True)
     results = {}
-    try:
+    with worktree_of(args.rev, "ar-req-before") as (rev, old):
         for wire in MODELS:
             for side, tree in (("before", old), ("after", ROOT)):
                 results[side, wire] = result = run_tree(tree, wire, args)
                 print(f"--- {side} ({tree}), {wire}: {result['summary']}", flush=True)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
     print(f"before = {rev}, after = working tree of {ROOT}")
     report(results, args)
 

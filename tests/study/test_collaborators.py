@@ -18,7 +18,7 @@ from autoresearch.store.workspace import Workspace
 from autoresearch.study.candidate import Candidate
 from autoresearch.study.fixes import Fixes
 from autoresearch.study.proposals import Choices, Proposals
-from autoresearch.study.replays import Replays, content_key
+from autoresearch.study.replays import Replays, Tried
 from autoresearch.study.snapshot import Snapshots
 from autoresearch.study.stops import MAX_BACKOFF_S, StopRules
 
@@ -85,14 +85,14 @@ def test_a_replay_puts_the_edit_on_the_new_best_once(tiny_workspace):
     train = ws.files_at(best_commit, ["train.py"])["train.py"]
     line = next(line for line in train.splitlines() if line.strip() and not line.startswith(("#", '"')))
     best = Experiment(7, "b", "p0", best_commit, "the new best", Status.KEEP, 1.0, 1.1)
-    tried: set[str] = set()
+    tried = Tried()
     replays = Replays(Snapshots(ws, ws.task()), ["train.py"], tried)
     candidate = Candidate(5, "c5", "p0", "lower lr", DIFF, None, [], proposer="b",
                           proposal=Proposal("lower lr", "", [Edit("train.py", line, line + "  # replayed")]))
     launch = replays.of(candidate, best)
     assert (launch.parent, launch.against, launch.replay_of, launch.proposer) == (best_commit, best, 5, "b")
     assert launch.description == "replay of #5 on #7: lower lr" and "# replayed" in launch.files["train.py"]
-    tried.add(content_key(launch.files))
+    tried.add(launch.files)
     assert replays.of(candidate, best) is None  # that code already ran
     stale = Candidate(6, "c6", "p0", "x", DIFF, None, [], proposal=Proposal("x", "", [Edit("train.py", "nowhere", "y")]))
     assert replays.of(stale, best) is None and replays.of(Candidate(8, "c", "p", "d", DIFF, None, []), best) is None

@@ -50,13 +50,13 @@ def briefing(history: list[Experiment], curves: dict[int, dict[int, list[Point]]
 
 def _run_summary(best: Experiment, metric: str) -> str:
     m = best.metrics
-    parts = [f"{m['num_steps']:.0f} steps" if _number(m.get("num_steps")) else "",
-             f"{m['tokens_per_sec']:,.0f} tokens/s" if _number(m.get("tokens_per_sec")) else "",
-             f"MFU {m['mfu_percent']:.1f} %" if _number(m.get("mfu_percent")) else "",
-             f"peak memory {m['peak_vram_mb']:,.0f} MB" if _number(m.get("peak_vram_mb")) else ""]
+    parts = [f"{m['num_steps']:.0f} steps" if is_number(m.get("num_steps")) else "",
+             f"{m['tokens_per_sec']:,.0f} tokens/s" if is_number(m.get("tokens_per_sec")) else "",
+             f"MFU {m['mfu_percent']:.1f} %" if is_number(m.get("mfu_percent")) else "",
+             f"peak memory {m['peak_vram_mb']:,.0f} MB" if is_number(m.get("peak_vram_mb")) else ""]
     device = m.get("device")
     if device:
-        peak = f", peak {m['peak_tflops']:g} TFLOP/s" if _number(m.get("peak_tflops")) else ""
+        peak = f", peak {m['peak_tflops']:g} TFLOP/s" if is_number(m.get("peak_tflops")) else ""
         parts.append(f"on {device}{peak}")
     figures = ", ".join(p for p in parts if p)
     return f"The best so far (#{best.id}, {metric} {best.metric:.6f}): {figures or 'no run figures printed'}."
@@ -129,5 +129,6 @@ def _first(runs: dict[int, list[Point]]) -> list[Point]:
     return runs[min(runs)] if runs else []
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
+    """A figure of a run's summary (an int or float, not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

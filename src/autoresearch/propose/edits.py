@@ -81,6 +81,11 @@ def apply_to_texts(files: dict[str, str], edits: list[Edit], editable: list[str]
     return new_texts
 
 
+def with_edits(files: dict[str, str], edits: list[Edit], editable: list[str]) -> dict[str, str]:
+    """`files` with the edits applied (all of them, in memory). Raises EditError."""
+    return {**files, **apply_to_texts(files, edits, editable)}
+
+
 def apply_edits(workspace: Path, edits: list[Edit], editable: list[str]) -> dict[str, str]:
     """Apply all edits to the workspace's files, or none: returns {path: new text}. Raises EditError."""
     paths = {edit.path for edit in edits if edit.path in editable}

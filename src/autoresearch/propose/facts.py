@@ -14,6 +14,7 @@ from autoresearch.core.judge import pooled_sigma
 from autoresearch.core.records import Experiment
 from autoresearch.core.status import Status
 from autoresearch.core.task import Task
+from autoresearch.propose.briefing import is_number
 
 NEAR_TIMEOUT = 0.8  # a run that took this share of the hard timeout is said to be close to it
 
@@ -40,8 +41,8 @@ def _machine(metrics: dict) -> str:
     parts = []
     if metrics.get("device"):
         peak = metrics.get("peak_tflops")
-        parts.append(f"{metrics['device']}" + (f", peak {peak:g} TFLOP/s" if _number(peak) else ""))
-    if _number(metrics.get("num_params_M")):
+        parts.append(f"{metrics['device']}" + (f", peak {peak:g} TFLOP/s" if is_number(peak) else ""))
+    if is_number(metrics.get("num_params_M")):
         parts.append(f"the model has {metrics['num_params_M']:g}M parameters")
     return "; ".join(parts)
 
@@ -70,16 +71,16 @@ def run_figures(exp: Experiment, timeout: float) -> str:
     m = exp.metrics
     parts = []
     runs = m.get("runs") or 1
-    wall = m.get("harness_wall_seconds") if _number(m.get("harness_wall_seconds")) else exp.wall_seconds
-    if _number(wall) and wall:
-        per_run = wall / runs if _number(runs) and runs else wall
+    wall = m.get("harness_wall_seconds") if is_number(m.get("harness_wall_seconds")) else exp.wall_seconds
+    if is_number(wall) and wall:
+        per_run = wall / runs if is_number(runs) and runs else wall
         near = exp.timed_out or per_run >= NEAR_TIMEOUT * timeout
         parts.append(f"{per_run:.0f} s" + (f" of the {timeout:g} s timeout" if near else "") + " per run")
-    if _number(m.get("tokens_per_sec")):
+    if is_number(m.get("tokens_per_sec")):
         parts.append(f"{m['tokens_per_sec']:,.0f} tok/s")
-    if _number(m.get("num_params_M")):
+    if is_number(m.get("num_params_M")):
         parts.append(f"{m['num_params_M']:g}M params")
-    if _number(m.get("peak_vram_mb")):
+    if is_number(m.get("peak_vram_mb")):
         parts.append(f"{m['peak_vram_mb']:,.0f} MB")
     return ", ".join(parts)
 
@@ -87,8 +88,8 @@ def run_figures(exp: Experiment, timeout: float) -> str:
 def margin_text(exp: Experiment) -> str:
     """The decision's margin (its gain, in sd of the difference: negative is worse), and the runs it rests on."""
     margin, runs = exp.metrics.get("margin"), exp.metrics.get("runs")
-    parts = [f"gain {margin:+.1f} sd"] if _number(margin) and math.isfinite(margin) else []
-    if _number(runs) and runs > 1:
+    parts = [f"gain {margin:+.1f} sd"] if is_number(margin) and math.isfinite(margin) else []
+    if is_number(runs) and runs > 1:
         parts.append(f"mean of {runs:.0f} runs")
     return ", ".join(parts)
 
@@ -97,6 +98,3 @@ def _best(history: list[Experiment]) -> Experiment | None:
     kept = [e for e in history if e.status == Status.KEEP]
     return kept[-1] if kept else None
 
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from autoresearch.core.records import Experiment
-from autoresearch.propose.edits import EditError, apply_to_texts
+from autoresearch.propose.edits import EditError, with_edits
 from autoresearch.study.candidate import Candidate, Launch
 from autoresearch.study.snapshot import Snapshots
 
@@ -18,8 +18,22 @@ def content_key(files: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+class Tried:
+    """The code of every candidate run on a branch: a candidate whose code ran already is a duplicate."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def add(self, files: dict[str, str]) -> None:
+        self.keys.add(content_key(files))
+
+    def ran(self, files: dict[str, str], parent_files: dict[str, str]) -> bool:
+        """Whether `files` are their parent's (no change) or code run before."""
+        return files == parent_files or content_key(files) in self.keys
+
+
 class Replays:
-    def __init__(self, snapshots: Snapshots, editable: list[str], tried: set[str]):
+    def __init__(self, snapshots: Snapshots, editable: list[str], tried: Tried):
         self.snapshots, self.editable, self.tried = snapshots, editable, tried
 
     def of(self, candidate: Candidate, best: Experiment) -> Launch | None:
@@ -28,10 +42,10 @@ class Replays:
             return None
         best_files = self.snapshots.files_at(best.commit)
         try:
-            files = {**best_files, **apply_to_texts(best_files, candidate.proposal.edits, self.editable)}
+            files = with_edits(best_files, candidate.proposal.edits, self.editable)
         except EditError:
             return None
-        if files == best_files or content_key(files) in self.tried:
+        if self.tried.ran(files, best_files):
             return None
         first = candidate.replay_of or candidate.exp_id  # a replay of a replay names the first
         description = f"replay of #{first} on #{best.id}: {candidate.proposal.description}"[:200]

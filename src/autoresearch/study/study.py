@@ -29,7 +29,7 @@ from autoresearch.core.settings import StudySettings
 from autoresearch.core.status import ProposalStatus, Status
 from autoresearch.execute.base import Executor, JobResult
 from autoresearch.propose.base import Proposer
-from autoresearch.propose.edits import EditError, Proposal, apply_to_texts
+from autoresearch.propose.edits import EditError, Proposal, with_edits
 from autoresearch.store.workspace import Workspace, WorkspaceError
 from autoresearch.study.candidate import Candidate, CandidateState, Launch
 from autoresearch.study.curves import CurveWatch
@@ -37,7 +37,7 @@ from autoresearch.study.fixes import Fixes
 from autoresearch.study.proposals import Choices, Proposals, Request
 from autoresearch.study.records import Recorder
 from autoresearch.study.recovery import recover_interrupted
-from autoresearch.study.replays import Replays, content_key
+from autoresearch.study.replays import Replays, Tried
 from autoresearch.study.runs import Runs
 from autoresearch.study.snapshot import Snapshots
 from autoresearch.study.stops import StopRules
@@ -70,7 +70,7 @@ class Study:
         self.proposals = Proposals(self.proposers, self.ledger, self.task, self.branch, self.snapshots,
                                    Choices(options.top_k, options.explore, options.stagnation_after, options.seed))
         self.fixes = Fixes(self.ws, self.proposers, self.snapshots)
-        self.tried: set[str] = set()  # the code of every candidate run on this branch
+        self.tried = Tried()  # the code of every candidate run on this branch
         self.replays = Replays(self.snapshots, self.task.editable, self.tried)
         one_slot = executor.capacity == 1
         self.rules = StopRules(self.ws.stop_file, options.max_experiments, options.hours, options.max_cost_usd,
@@ -100,8 +100,9 @@ class Study:
             self._check_working_tree()
             if self.ledger.incumbent(self.branch) is None and not self._baseline():
                 return
-            self.tried.update(content_key(self.snapshots.files_at(e.commit))
-                              for e in self.ledger.experiments(self.branch) if e.commit)
+            for exp in self.ledger.experiments(self.branch):
+                if exp.commit:
+                    self.tried.add(self.snapshots.files_at(exp.commit))
             self.proposals.load_pending()
             self._loop()
         except KeyboardInterrupt:  # close the experiments in flight as interrupted, so the record is whole
@@ -163,7 +164,7 @@ class Study:
         if result.status != Status.KEEP:
             self.summary.stop_reason = f"the baseline crashed ({result.reason}); fix the task and run again"
             return False
-        self.tried.add(content_key(self.snapshots.files_at(head)))
+        self.tried.add(self.snapshots.files_at(head))
         return True
 
     # -- ask --------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class Study:
         parent = request.parent if request.explored or fix else best.commit
         base = self.snapshots.files_at(fix.crashed.commit if fix else parent)
         try:
-            files = {**base, **apply_to_texts(base, draft.proposal.edits, self.task.editable)}
+            files = with_edits(base, draft.proposal.edits, self.task.editable)
         except EditError as exc:
             self.ledger.set_proposal_status(proposal_id, ProposalStatus.STALE, f"no longer applies to the best: {exc}")
             message = f"proposal '{draft.proposal.description}' no longer applies to the new best ({exc})"
@@ -206,7 +207,7 @@ class Study:
             else:
                 self._could_not_run(message)
             return None
-        if files == self.snapshots.files_at(parent) or content_key(files) in self.tried:
+        if self.tried.ran(files, self.snapshots.files_at(parent)):
             self.ledger.set_proposal_status(proposal_id, ProposalStatus.DUPLICATE, "this exact code was already run")
             self.summary.duplicates += 1
             self._could_not_run(f"skipped a duplicate: '{draft.proposal.description}' gives code already run")
@@ -243,7 +244,7 @@ class Study:
         commit = self.ws.commit_candidate(launch.parent, launch.files, launch.description)
         exp_id = self.ledger.start(self.branch, launch.parent, launch.description, launch.proposal_id,
                                    launch.proposer, commit=commit)
-        self.tried.add(content_key(launch.files))
+        self.tried.add(launch.files)
         self.runs.submit(self.recorder.register(exp_id, commit, launch.against, launch))
         self.rules.started += 1
         return exp_id

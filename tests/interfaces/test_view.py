@@ -42,6 +42,15 @@ def test_view_shows_progress_results_best_and_noise():
     assert "55.5% of the budget" in text and "step 40" in text and "loss 4.4000" in text and "6,500 tok/s" in text
     assert "best: #1 2.380000" in text and "baseline" in text
     assert "DISCARD" not in text and "discard" in text and "noise sd 0.006000" in text
+    assert "val_bpb" in text
+
+
+def test_view_names_the_tasks_metric():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    with LiveView(60, console=console, metric="val_loss") as view:
+        view(_finished(1, "keep", 2.38, "baseline", "baseline"))
+    text = console.export_text()
+    assert "val_loss" in text and "val_bpb" not in text
 
 
 def test_cli_uses_the_live_view_on_a_terminal_and_plain_lines_otherwise(tiny_workspace):

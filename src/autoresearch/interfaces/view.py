@@ -25,9 +25,11 @@ from autoresearch.core.status import Status
 class LiveView:
     """Use as a context manager and subscribe it to a study's events."""
 
-    def __init__(self, budget_seconds: float, console: Console | None = None, history: int = 8):
+    def __init__(self, budget_seconds: float, console: Console | None = None, history: int = 8,
+                 metric: str = "val_bpb"):
         self.console = console or Console()
         self.budget = budget_seconds
+        self.metric = metric  # the task's metric names the column: val_loss for an adopted repository
         self.results: deque[ExperimentResult] = deque(maxlen=history)
         self.best: ExperimentResult | None = None
         self.current = "starting"
@@ -82,7 +84,7 @@ class LiveView:
         bar.add_row(ProgressBar(total=1.0, completed=share, width=40), Text(" | ".join(stats), style="dim"))
         current = Group(Text(self.current, style="bold"), bar)
         table = Table(box=None, expand=True, show_edge=False)
-        for column in ("#", "status", "val_bpb", "description", "decision"):
+        for column in ("#", "status", self.metric, "description", "decision"):
             table.add_column(column, overflow="fold")
         colors = {Status.KEEP: "green", Status.DISCARD: "bright_black", Status.CRASH: "red"}
         for r in self.results:

@@ -32,4 +32,4 @@ def live_view_wanted(args) -> bool:
 def live_view(task):
     from autoresearch.interfaces.view import LiveView
 
-    return LiveView(task.budget.value if task.budget.kind == "seconds" else 0.0)
+    return LiveView(task.budget.value if task.budget.kind == "seconds" else 0.0, metric=task.metric)

@@ -23,15 +23,17 @@ from autoresearch.study.verify import FRESH_SEEDS
 
 @pytest.fixture(scope="module")
 def token_ws(tmp_path_factory, shakespeare_512):
-    """The cpu preset, vocabulary 512, a budget of 4 steps' tokens and a short evaluation."""
+    """The cpu preset, vocabulary 512, a budget of 4 small steps' tokens and a short evaluation."""
     ws = init_workspace(tmp_path_factory.mktemp("seeds") / "ws", template="llm", preset="cpu", tag="seeds")
     toml = ws / "autoresearch.toml"
     set_line(toml, "vocab_size = ", "vocab_size = 512")
-    set_line(toml, "eval_tokens = ", "eval_tokens = 16000")
+    set_line(toml, "eval_tokens = ", "eval_tokens = 8000")
     text = toml.read_text().replace('kind = "seconds"', 'kind = "tokens"', 1)
     toml.write_text(text)
-    set_line(toml, "value = ", "value = 32768")
-    git(ws, "commit", "-qam", "a token budget of 4 steps, a short evaluation")
+    set_line(toml, "value = ", "value = 8192")
+    set_line(ws / "train.py", "TOTAL_BATCH_SIZE = ", "TOTAL_BATCH_SIZE = 2048")
+    set_line(ws / "train.py", "DEVICE_BATCH_SIZE = ", "DEVICE_BATCH_SIZE = 8")
+    git(ws, "commit", "-qam", "a token budget of 4 steps of 2048 tokens, a short evaluation")
     Workspace(ws).link_data(shakespeare_512)
     return ws
 
@@ -73,8 +75,8 @@ def test_the_baselines_runs_get_seeds_1_2_3_and_the_judge_measures_their_spread(
 
 
 def test_verify_reruns_on_fresh_seeds_with_an_interval_that_is_not_zero(studied):
-    ws = studied[0]
-    out = run_cli("verify", "--json", "--runs", "2", cwd=ws, timeout=600)
+    ws, _, change = studied
+    out = run_cli("verify", "--json", "--runs", "2", "--best", change.commit, cwd=ws, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     seeds = [r["seed"] for r in result["runs"]]

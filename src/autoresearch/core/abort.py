@@ -4,12 +4,14 @@ At each checkpoint (a share of the budget) the candidate's smoothed training los
 the incumbent's at the same share. It is stopped only if all of these hold:
 
 - the band is known: at least `min_repeats` repeated runs of one commit (the baseline's runs, a
-  grey-zone rerun's) have reached the checkpoint, so the spread of curves there is measured;
+  grey-zone rerun's) have reached the checkpoint, so the spread of curves there is measured (pooled
+  over the `window` before it: at one share alone three runs say little of it);
 - it trails by more than `band_sd` times that spread (the difference of a run and the mean of the
   incumbent's runs), plus `headroom` times what the incumbent itself still gains from here to the
   end: curves cross (a longer warm-down is worse until late and better at the end), so a candidate
   may make up at most that much more than the best does in the rest of its budget;
-- it is not closing the gap: it trailed at least as far (less one spread) `window` earlier.
+- it is not closing the gap: `window` earlier it trailed by no more than now, give or take the
+  noise of two gaps (CLOSING_Z sd of their difference).
 
 A loss that is no longer finite is stopped at once. Never the baseline and never a rerun; the study applies those rules. Pure: curves in, verdict out.
 """
@@ -20,6 +22,9 @@ import math
 from dataclasses import dataclass
 
 from autoresearch.core.curve import Point, loss_at, mean_loss_at, pooled_spread
+
+
+CLOSING_Z = 2.0  # a gap counts as closing when it shrank by this many sd of the change of two noisy gaps
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def check(points: list[Point], reference: Reference, rule: AbortRule) -> Verdict
     if not reached:
         return None
     at = reached[-1]
-    spread, curves = pooled_spread(reference.repeats, at)
+    spread, curves = pooled_spread(reference.repeats, at, rule.window)
     if curves < rule.min_repeats or spread <= 0:
         return None  # too few repeated curves to know the band
     loss, best = loss_at(points, at), mean_loss_at(reference.incumbent, at)
@@ -75,8 +80,9 @@ def check(points: list[Point], reference: Reference, rule: AbortRule) -> Verdict
     if not gap > noise + rule.headroom * max(best - end, 0.0):
         return None
     earlier_loss, earlier_best = loss_at(points, at - rule.window), mean_loss_at(reference.incumbent, at - rule.window)
-    if earlier_loss is not None and earlier_best is not None and (earlier_loss - earlier_best) - gap > spread:
-        return None  # closing the gap: it may still cross
+    closing_noise = CLOSING_Z * spread * math.sqrt(2 * (1 + 1 / max(runs, 1)))  # sd of a change of two gaps
+    if earlier_loss is not None and earlier_best is not None and (earlier_loss - earlier_best) - gap > closing_noise:
+        return None  # closing the gap beyond the noise: it may still cross
     reason = (f"stopped at {100 * at:.0f} %: loss {loss:.4f} against {best:.4f} +- {spread:.4f} "
               f"for the best (#{reference.incumbent_id}) at {100 * at:.0f} %")
     return Verdict(at, loss, best, spread, reason)

@@ -68,16 +68,31 @@ def mean_loss_at(curves: list[list[Point]], fraction: float) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def pooled_spread(groups: list[list[list[Point]]], fraction: float) -> tuple[float, int]:
+SPREAD_SAMPLES = 6  # shares of the budget a windowed spread pools
+
+
+def pooled_spread(groups: list[list[list[Point]]], fraction: float, window: float = 0.0) -> tuple[float, int]:
     """The spread of repeated runs' losses at `fraction`: the pooled sd of each commit's runs around
-    their own mean, and how many curves it was measured on (of commits with two or more there)."""
-    squares, dof, used = 0.0, 0, 0
+    their own mean, and how many curves reached `fraction` (of commits with two or more there).
+    With a `window`, pooled over shares from `fraction - window` to `fraction`: three runs at one
+    share give 2 degrees of freedom, an sd often a quarter of the true one, and a rule that trusts
+    it sees noise as signal."""
+    shares = [fraction - window * k / (SPREAD_SAMPLES - 1) for k in range(SPREAD_SAMPLES)] if window > 0 else [fraction]
+    squares, dof = 0.0, 0
+    for share in shares:
+        for values in _finite_losses(groups, share):
+            mean = statistics.fmean(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            dof += len(values) - 1
+    used = sum(len(values) for values in _finite_losses(groups, fraction))
+    return (math.sqrt(squares / dof) if dof else 0.0), used
+
+
+def _finite_losses(groups: list[list[list[Point]]], fraction: float) -> list[list[float]]:
+    """For each commit with two or more runs there, its runs' finite losses at `fraction`."""
+    found = []
     for runs in groups:
         values = [v for v in (loss_at(c, fraction) for c in runs) if v is not None and math.isfinite(v)]
-        if len(values) < 2:
-            continue
-        mean = statistics.fmean(values)
-        squares += sum((v - mean) ** 2 for v in values)
-        dof += len(values) - 1
-        used += len(values)
-    return (math.sqrt(squares / dof) if dof else 0.0), used
+        if len(values) >= 2:
+            found.append(values)
+    return found

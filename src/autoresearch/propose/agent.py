@@ -46,11 +46,17 @@ def check_prices(settings: list[AgentSettings], max_cost_usd: float | None) -> N
     for one in settings:
         if one.provider not in ("openai", "anthropic") or usd_per_mtok(one) is not None:
             continue  # random, tpe and a local model cost nothing
-        model = one.model or DEFAULT_MODELS[one.provider]
-        if Pricing(one.provider, one.base_url or None).cost(model, 0, 0) is None:
+        model, pricing = model_and_pricing(one)
+        if pricing.cost(model, 0, 0) is None:
             raise UnknownPriceError(f"--max-cost needs the price of model {model!r}, which genai-prices does not know: "
                                     f"give input_usd_per_mtok and output_usd_per_mtok (USD per million tokens, "
                                     f"0 for your own server) under [agent] in {CONFIG_NAME}")
+
+
+def model_and_pricing(settings: AgentSettings) -> tuple[str, Pricing]:
+    """The model a resolved [agent] asks, and where its price comes from ([agent]'s prices, else genai-prices)."""
+    model = settings.model or DEFAULT_MODELS.get(settings.provider, "")
+    return model, Pricing(settings.provider, settings.base_url or None, usd_per_mtok(settings))
 
 
 def resolve(settings: AgentSettings, **overrides) -> AgentSettings:

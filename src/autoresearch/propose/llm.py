@@ -47,7 +47,7 @@ class LLMProposer:
         return None if draft.error == GAVE_UP else draft
 
     def _converse(self, snapshot: Snapshot, user: list[dict], may_give_up: bool = False) -> Draft:
-        system = prompt_template("system.md").substitute(template_values(snapshot.task))
+        system = system_prompt(snapshot.task)
         messages = [{"role": "user", "content": user}]
         prompt = system + "\n\n" + "".join(part["text"] for part in user)
         draft = Draft(None, self.name, model=self.model.name, prompt=prompt)
@@ -128,6 +128,11 @@ class KnobProposer:
 
     def fix(self, snapshot: Snapshot, crashed: Experiment, log_tail: str) -> Draft | None:
         return None
+
+
+def system_prompt(task) -> str:
+    """The system prompt of every request an `LLMProposer` sends for `task` (stable: cached first)."""
+    return prompt_template("system.md").substitute(template_values(task))
 
 
 def gives_up(answer: str) -> bool:

@@ -111,8 +111,12 @@ class Proposals:
     def _pick(self, best: Experiment, in_flight: list[str]) -> tuple[str, str, bool, Snapshot]:
         name = self.bandit.choose(list(self.proposers), self.ledger.proposer_records(self.branch))
         parent, explored = self._choose_parent(best)
+        return name, parent, explored, self.snapshot(parent, in_flight)
+
+    def snapshot(self, parent: str, in_flight: list[str]) -> Snapshot:
+        """What a proposer is shown to propose on top of `parent`: the branch's history and the harness's notes."""
         history = self.ledger.experiments(self.branch)
-        return name, parent, explored, self.snapshots.take(parent, history, in_flight, notes=self.briefing(history))
+        return self.snapshots.take(parent, history, in_flight, notes=self.briefing(history))
 
     def briefing(self, history: list[Experiment]) -> list[str]:
         """The harness's notes for a proposer (fix requests get them too)."""

@@ -1,5 +1,5 @@
 """Command line: `autoresearch init | adopt | prepare | exp | run | verify | export | history | report | dashboard |
-mcp | status | schema`, one module per command.
+mcp | status | request | schema`, one module per command.
 
 It parses arguments, builds what a command needs (a study, its proposers, its executor), subscribes
 the views and prints; the work itself lives in the layers below. Each command module imports its
@@ -23,13 +23,14 @@ from autoresearch.interfaces.cli import (
     mcp,
     prepare,
     report,
+    request,
     run,
     schema,
     status,
     verify,
 )
 
-COMMANDS = (init, adopt, prepare, exp, run, verify, export, history, report, dashboard, mcp, status, schema)
+COMMANDS = (init, adopt, prepare, exp, run, verify, export, history, report, dashboard, mcp, status, request, schema)
 
 
 def main(argv: list[str] | None = None) -> int:

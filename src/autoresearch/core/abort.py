@@ -11,7 +11,8 @@ the incumbent's at the same share. It is stopped only if all of these hold:
   end: curves cross (a longer warm-down is worse until late and better at the end), so a candidate
   may make up at most that much more than the best does in the rest of its budget;
 - it is not closing the gap: `window` earlier it trailed by no more than now, give or take the
-  noise of two gaps (CLOSING_Z sd of their difference).
+  noise of two gaps (CLOSING_Z sd of their difference), or it closes so slowly that at that rate
+  it would still trail by more than the allowance at the end.
 
 A loss that is no longer finite is stopped at once. Never the baseline and never a rerun; the study applies those rules. Pure: curves in, verdict out.
 """
@@ -76,13 +77,15 @@ def check(points: list[Point], reference: Reference, rule: AbortRule) -> Verdict
         return None
     runs = sum(1 for c in reference.incumbent if loss_at(c, at) is not None)
     noise = rule.band_sd * spread * math.sqrt(1 + 1 / max(runs, 1))
-    gap = loss - best
-    if not gap > noise + rule.headroom * max(best - end, 0.0):
+    gap, allowance = loss - best, noise + rule.headroom * max(best - end, 0.0)
+    if not gap > allowance:
         return None
     earlier_loss, earlier_best = loss_at(points, at - rule.window), mean_loss_at(reference.incumbent, at - rule.window)
-    closing_noise = CLOSING_Z * spread * math.sqrt(2 * (1 + 1 / max(runs, 1)))  # sd of a change of two gaps
-    if earlier_loss is not None and earlier_best is not None and (earlier_loss - earlier_best) - gap > closing_noise:
-        return None  # closing the gap beyond the noise: it may still cross
+    if earlier_loss is not None and earlier_best is not None:
+        closing = (earlier_loss - earlier_best) - gap
+        closing_noise = CLOSING_Z * spread * math.sqrt(2 * (1 + 1 / max(runs, 1)))  # sd of a change of two gaps
+        if closing > closing_noise and gap - closing / rule.window * (1 - at) <= allowance:
+            return None  # closing the gap beyond the noise, fast enough to catch up by the end: it may cross
     reason = (f"stopped at {100 * at:.0f} %: loss {loss:.4f} against {best:.4f} +- {spread:.4f} "
               f"for the best (#{reference.incumbent_id}) at {100 * at:.0f} %")
     return Verdict(at, loss, best, spread, reason)

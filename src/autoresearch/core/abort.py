@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from autoresearch.core.curve import Point, loss_at, mean_loss_at, pooled_spread
 
-
 CLOSING_Z = 2.0  # a gap counts as closing when it shrank by this many sd of the change of two noisy gaps
 
 

@@ -89,9 +89,10 @@ def _parting(best: Experiment, best_curve: list[Point], recent: list[Experiment]
 
 
 def _end_spread(curves: dict[int, dict[int, list[Point]]]) -> float:
-    """The spread of repeated runs' smoothed training loss near the end (0 when no commit ran twice)."""
+    """The spread of repeated runs' smoothed training loss near the end (0 when no commit ran twice),
+    pooled over the last tenth before END (at one share, three runs measure it on 2 degrees of freedom)."""
     repeats = [list(runs.values()) for runs in curves.values() if len(runs) >= 2]
-    spread, used = pooled_spread(repeats, END)
+    spread, used = pooled_spread(repeats, END, window=0.1)
     return spread if used >= 2 else 0.0
 
 

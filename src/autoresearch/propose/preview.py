@@ -38,7 +38,8 @@ class RequestPreview:
         return _tokens(self.system) + _tokens(self.stable)
 
     def summary(self) -> str:
-        who = self.agent if self.sends_requests else f"an LLM agent ({self.agent} asks no model)"
+        other = "is sent a knob-only request instead" if self.agent.startswith("local") else "asks no model"
+        who = self.agent if self.sends_requests else f"an LLM agent ({self.agent} {other})"
         size = len(self.system) + len(self.stable) + len(self.changing)
         lines = [f"the next request of {who}: {size:,} characters, ~{self.tokens:,} tokens (characters / "
                  f"{CHARS_PER_TOKEN}); cacheable prefix ~{self.tokens_cacheable:,} tokens "

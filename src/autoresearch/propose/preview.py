@@ -6,7 +6,7 @@ the ledger records ([agent]'s prices, else genai-prices' bundled table).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoresearch.core.settings import AgentSettings
 from autoresearch.propose.agent import model_and_pricing, proposer_name
@@ -64,17 +64,15 @@ def preview_request(snapshot: Snapshot, settings: AgentSettings) -> RequestPrevi
     parts = build_request(snapshot, settings.context_tokens)
     stable = "".join(part["text"] for part in parts if part["cache"])
     changing = "".join(part["text"] for part in parts if not part["cache"])
-    system = system_prompt(snapshot.task)
     model, pricing = model_and_pricing(settings)
-    tokens_cacheable = _tokens(system) + _tokens(stable)
-    tokens = tokens_cacheable + _tokens(changing)
     sends = settings.provider in SENDS_REQUESTS
-    return RequestPreview(
-        agent=proposer_name(settings), model=model, system=system, stable=stable, changing=changing,
-        usd_uncached=pricing.cost(model, tokens, 0) if sends else None,
-        usd_cached=pricing.cost(model, tokens, 0, tokens_cached=tokens_cacheable) if sends else None,
-        sends_requests=sends)
-
+    unpriced = RequestPreview(agent=proposer_name(settings), model=model, system=system_prompt(snapshot.task),
+                              stable=stable, changing=changing, usd_uncached=None, usd_cached=None,
+                              sends_requests=sends)
+    if not sends:
+        return unpriced
+    return replace(unpriced, usd_uncached=pricing.cost(model, unpriced.tokens, 0),
+                   usd_cached=pricing.cost(model, unpriced.tokens, 0, tokens_cached=unpriced.tokens_cacheable))
 
 def _tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN
